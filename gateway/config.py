@@ -1,0 +1,113 @@
+"""Settings read once from the environment at start-up.
+
+Every variable is documented in the README; the names are a contract shared with tests, benchmarks and
+deployments, so they are spelled out here in one place rather than read ad hoc across the code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DAILY_URL = "https://daily-cloudcode-pa.googleapis.com"
+PROD_URL = "https://cloudcode-pa.googleapis.com"
+GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
+# The Antigravity installed-app client (public in every Antigravity client; see the protocol notes, 1.1).
+ANTIGRAVITY_CLIENT_ID = "1071006060591-tmhssin2h21lcre235vtolojh4g403ep.apps.googleusercontent.com"
+ANTIGRAVITY_CLIENT_SECRET = "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"
+
+DEFAULT_ACCOUNTS_FILE = Path("~/.config/cloudcode-gateway/accounts.json")
+# antigravity-claude-proxy's file: used when ours does not exist, so its users need no setup.
+ACP_ACCOUNTS_FILE = Path("~/.config/antigravity-proxy/accounts.json")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the gateway cannot run with."""
+
+
+def _default_accounts_file() -> Path:
+    ours = DEFAULT_ACCOUNTS_FILE.expanduser()
+    theirs = ACP_ACCOUNTS_FILE.expanduser()
+    if not ours.exists() and theirs.exists():
+        return theirs
+    return ours
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return int(_float(env, name, default))
+
+
+def _aliases(raw: str) -> dict[str, str]:
+    """Parse ``client-id=upstream-id,...`` into a mapping."""
+    aliases: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, sep, target = item.partition("=")
+        if not sep or not name.strip() or not target.strip():
+            raise ConfigError(f"GATEWAY_MODEL_ALIASES entry {item!r} is not of the form name=target")
+        aliases[name.strip()] = target.strip()
+    return aliases
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    accounts_file: Path = field(default_factory=_default_accounts_file)
+    cloudcode_urls: tuple[str, ...] = (DAILY_URL, PROD_URL)
+    oauth_token_url: str = GOOGLE_TOKEN_URL
+    oauth_client_id: str = ANTIGRAVITY_CLIENT_ID
+    oauth_client_secret: str = ANTIGRAVITY_CLIENT_SECRET
+    log_level: str = "INFO"
+    connect_timeout: float = 10.0
+    # Longest silence tolerated between two upstream reads (thinking phases can be long).
+    read_timeout: float = 300.0
+    # Re-sends of a request whose upstream answer carried no content at all.
+    empty_retries: int = 2
+    empty_retry_delay: float = 0.5
+    # Pause before trying the next endpoint or account after a 5xx.
+    server_error_delay: float = 1.0
+    model_aliases: dict[str, str] = field(default_factory=dict)
+    # Remote image URLs are fetched by the gateway; loopback/private targets only when allowed (tests).
+    allow_private_image_urls: bool = False
+    max_image_bytes: int = 20 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        urls = tuple(
+            u.strip().rstrip("/") for u in env.get("GATEWAY_CLOUDCODE_URLS", "").split(",") if u.strip()
+        )
+        accounts = env.get("GATEWAY_ACCOUNTS_FILE")
+        level = env.get("GATEWAY_LOG_LEVEL", "INFO").upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ConfigError(f"GATEWAY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        return cls(
+            host=env.get("HOST", "127.0.0.1"),
+            port=_int(env, "PORT", 8080),
+            accounts_file=Path(accounts).expanduser() if accounts else _default_accounts_file(),
+            cloudcode_urls=urls or (DAILY_URL, PROD_URL),
+            oauth_token_url=env.get("GATEWAY_OAUTH_TOKEN_URL") or GOOGLE_TOKEN_URL,
+            oauth_client_id=env.get("GATEWAY_OAUTH_CLIENT_ID") or ANTIGRAVITY_CLIENT_ID,
+            oauth_client_secret=env.get("GATEWAY_OAUTH_CLIENT_SECRET") or ANTIGRAVITY_CLIENT_SECRET,
+            log_level=level,
+            connect_timeout=_float(env, "GATEWAY_CONNECT_TIMEOUT", 10.0),
+            read_timeout=_float(env, "GATEWAY_READ_TIMEOUT", 300.0),
+            empty_retries=_int(env, "GATEWAY_EMPTY_RETRIES", 2),
+            model_aliases=_aliases(env.get("GATEWAY_MODEL_ALIASES", "")),
+            allow_private_image_urls=env.get("GATEWAY_ALLOW_PRIVATE_IMAGE_URLS", "") in {"1", "true", "yes"},
+        )

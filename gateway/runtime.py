@@ -1,0 +1,66 @@
+"""The gateway's long-lived parts, built once per application and shared by every request."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from flask import current_app
+
+from .accounts.pool import AccountPool
+from .accounts.store import AccountsFileError
+from .catalog import Catalog
+from .config import Settings
+from .dispatch import Dispatcher
+from .errors import GatewayError
+from .translate.signatures import SignatureRegistry
+from .upstream.client import CloudCodeClient
+from .upstream.errors import UpstreamConnectionError, UpstreamHTTPError
+
+log = logging.getLogger(__name__)
+
+MODEL_LISTING_TTL = 300.0
+
+
+class Gateway:
+    def __init__(self, settings: Settings, pool: AccountPool | None = None) -> None:
+        self.settings = settings
+        self.accounts_error: str | None = None
+        if pool is None:
+            try:
+                pool = AccountPool.from_file(settings)
+            except AccountsFileError as exc:
+                # Start anyway: /health says what is wrong and requests get a clear error.
+                self.accounts_error = str(exc)
+                log.error("accounts file unusable: %s", exc)
+                pool = AccountPool([], settings.accounts_file)
+        self.pool = pool
+        self.client = CloudCodeClient(settings)
+        self.catalog = Catalog(settings.model_aliases)
+        self.signatures = SignatureRegistry()
+        self.dispatcher = Dispatcher(settings, self.pool, self.client, self.catalog, self.signatures)
+        self._listing_at = 0.0
+        self._listing_lock = threading.Lock()
+
+    def refresh_model_listing(self) -> None:
+        """Merge the upstream's model listing into the catalogue, at most every few minutes."""
+        if time.monotonic() - self._listing_at < MODEL_LISTING_TTL:
+            return
+        with self._listing_lock:
+            if time.monotonic() - self._listing_at < MODEL_LISTING_TTL:
+                return
+            self._listing_at = time.monotonic()
+            for account in self.pool.accounts:
+                if not account.usable():
+                    continue
+                try:
+                    self.client.discover_project(account)
+                    self.catalog.update_from_listing(self.client.fetch_available_models(account))
+                    return
+                except (GatewayError, UpstreamHTTPError, UpstreamConnectionError, Exception) as exc:  # noqa: BLE001
+                    log.warning("model listing via %s failed: %s", account.label, type(exc).__name__)
+
+
+def current_gateway() -> Gateway:
+    return current_app.extensions["gateway"]

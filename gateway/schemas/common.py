@@ -1,0 +1,62 @@
+"""Strict marshmallow fields and error flattening shared by the API families' schemas.
+
+marshmallow's own Integer accepts ``True`` and ``"5"``, and Float accepts ``"0.5"``; an API gateway should
+reject both with a message naming the field, as the real APIs do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import ValidationError, fields
+
+
+class StrictInteger(fields.Integer):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictFloat(fields.Float):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictBoolean(fields.Boolean):
+    truthy = {True}
+    falsy = {False}
+
+
+class AnyOf(fields.Raw):
+    """A field whose value must be one of some JSON types; the translator reads its structure."""
+
+    def __init__(self, *types: type, type_names: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.types = types
+        self.type_names = type_names
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool) and bool not in self.types:
+            raise ValidationError(f"must be {self.type_names}")
+        if not isinstance(value, self.types):
+            raise ValidationError(f"must be {self.type_names}")
+        return value
+
+
+def first_error(messages: Any, path: str = "") -> tuple[str, str]:
+    """(``messages.0.content``, ``Not a valid string.``) from marshmallow's nested error dict."""
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            if key == "_schema":
+                return first_error(value, path)
+            return first_error(value, f"{path}.{key}" if path else str(key))
+    if isinstance(messages, list) and messages:
+        if all(isinstance(m, str) for m in messages):
+            return path, str(messages[0])
+        return first_error(messages[0], path)
+    return path, str(messages)

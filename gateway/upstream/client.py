@@ -1,0 +1,222 @@
+"""The Cloud Code client: endpoints, headers, base-URL fallback, SSE streaming, project discovery.
+
+All socket work with the upstream happens here, on the account's own ``requests.Session``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+
+from ..accounts.pool import Account
+from ..config import Settings
+from .errors import UpstreamConnectionError, UpstreamHTTPError
+from .sse import SSEParser
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"antigravity/1.11.5 {platform.system().lower()}/{platform.machine().lower()}"
+CLIENT_METADATA = {"ideType": "IDE_UNSPECIFIED", "platform": "PLATFORM_UNSPECIFIED", "pluginType": "GEMINI"}
+ONBOARD_ATTEMPTS = 5
+
+
+class UpstreamStream:
+    """An open streamGenerateContent response: iterate for chunk dicts, ``close()`` to release it.
+
+    ``abort()`` may be called from another greenlet to unblock a read on a silent upstream.
+    """
+
+    def __init__(self, response: requests.Response) -> None:
+        self._response = response
+        self.received_bytes = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        parser = SSEParser()
+        raw = self._response.raw
+        try:
+            while True:
+                chunk = raw.read1(65536)
+                if not chunk:
+                    break
+                self.received_bytes += len(chunk)
+                yield from _chunks(parser.feed(chunk))
+            yield from _chunks(parser.close())
+        except (requests.RequestException, OSError, ValueError) as exc:
+            raise UpstreamConnectionError(f"upstream stream broke: {type(exc).__name__}") from None
+        except Exception as exc:  # urllib3's ProtocolError and friends
+            if type(exc).__module__.startswith("urllib3"):
+                raise UpstreamConnectionError(f"upstream stream broke: {type(exc).__name__}") from None
+            raise
+
+    def close(self) -> None:
+        self._response.close()
+
+    def abort(self) -> None:
+        """Shut the socket down so a blocked read returns at once (close() alone does not wake it)."""
+        try:
+            sock = self._response.raw._fp.fp.raw._sock  # type: ignore[union-attr]
+            import socket
+
+            sock.shutdown(socket.SHUT_RDWR)
+        except Exception:  # noqa: BLE001 - best effort; close() follows anyway
+            pass
+
+
+def _chunks(payloads: Iterator[str]) -> Iterator[dict[str, Any]]:
+    for payload in payloads:
+        payload = payload.strip()
+        if not payload or payload == "[DONE]":
+            continue
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            log.warning("skipping an upstream SSE event that is not JSON")
+            continue
+        if isinstance(data, dict):
+            inner = data.get("response")
+            yield inner if isinstance(inner, dict) else data
+
+
+class CloudCodeClient:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.base_urls = settings.cloudcode_urls
+
+    # -- generation -------------------------------------------------------------------------------
+
+    def stream_generate(self, account: Account, body: dict[str, Any], *, extra_headers: dict[str, str]) -> UpstreamStream:
+        """Open a stream, trying each base URL in order on connection errors, 429 and 5xx."""
+        headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity", **extra_headers}
+        response = self._post(account, "streamGenerateContent", body, params={"alt": "sse"}, headers=headers, stream=True)
+        return UpstreamStream(response)
+
+    def count_tokens(self, account: Account, request_body: dict[str, Any]) -> int:
+        response = self._post(account, "countTokens", {"request": request_body})
+        data = response.json()
+        return int(data.get("totalTokens", 0))
+
+    def fetch_available_models(self, account: Account) -> dict[str, Any]:
+        body = {"project": account.project_id} if account.project_id else {}
+        try:
+            return self._post(account, "fetchAvailableModels", body).json()
+        except UpstreamHTTPError as exc:
+            if exc.status == 403 and body:
+                return self._post(account, "fetchAvailableModels", {}).json()
+            raise
+
+    # -- project discovery ------------------------------------------------------------------------
+
+    def discover_project(self, account: Account) -> tuple[str, bool]:
+        """The account's project id and whether it was newly found (so the caller can persist it)."""
+        if account.project_id:
+            return account.project_id, False
+        with account.project_lock:
+            if account.project_id:
+                return account.project_id, False
+            info = self._post(account, "loadCodeAssist", {"metadata": CLIENT_METADATA}).json()
+            project = _project_id(info.get("cloudaicompanionProject"))
+            if not project:
+                project = self._onboard(account, _default_tier(info))
+            account.project_id = project
+            log.info("account %s uses project %s", account.label, project)
+            return project, True
+
+    def _onboard(self, account: Account, tier: str) -> str:
+        body = {"tierId": tier, "metadata": CLIENT_METADATA}
+        for attempt in range(ONBOARD_ATTEMPTS):
+            operation = self._post(account, "onboardUser", body).json()
+            if operation.get("done"):
+                project = _project_id((operation.get("response") or {}).get("cloudaicompanionProject"))
+                if project:
+                    return project
+                break
+            time.sleep(min(2.0, 0.2 * (attempt + 1)))
+        raise UpstreamHTTPError(
+            503, json.dumps({"error": {"message": f"onboarding of {account.label} did not finish"}})
+        )
+
+    # -- transport --------------------------------------------------------------------------------
+
+    def headers(self, account: Account) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {account.tokens.token()}",
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Goog-Api-Client": "google-cloud-sdk vscode_cloudshelleditor/0.1",
+            "Client-Metadata": json.dumps(CLIENT_METADATA, separators=(",", ":")),
+        }
+
+    def _post(
+        self,
+        account: Account,
+        method: str,
+        body: dict[str, Any],
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+    ) -> requests.Response:
+        """POST to each base URL in turn until one answers with something other than 429/5xx."""
+        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        timeout = (self.settings.connect_timeout, self.settings.read_timeout)
+        last: Exception | None = None
+        for index, base in enumerate(self.base_urls):
+            request_headers = {**self.headers(account), **(headers or {})}
+            try:
+                response = account.session.post(
+                    f"{base}/v1internal:{method}",
+                    params=params,
+                    data=data,
+                    headers=request_headers,
+                    timeout=timeout,
+                    stream=stream,
+                )
+            except requests.RequestException as exc:
+                last = UpstreamConnectionError(f"{base} unreachable: {type(exc).__name__}")
+                log.warning("upstream %s %s: %s", method, base, type(exc).__name__)
+                continue
+            if response.status_code < 300:
+                return response
+            error = UpstreamHTTPError(response.status_code, response.content, response.headers)
+            response.close()
+            if error.status == 401:
+                account.tokens.invalidate(request_headers["Authorization"][7:])
+            if not (error.retryable or error.is_rate_limit) or index == len(self.base_urls) - 1:
+                raise error
+            log.warning("upstream %s %s answered %d, trying the next endpoint", method, base, error.status)
+            last = error
+            if error.status >= 500:
+                time.sleep(min(self.settings.server_error_delay, 1.0) / 4)
+        assert last is not None
+        raise last
+
+
+def _project_id(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict):
+        for key in ("id", "projectId", "project"):
+            if isinstance(value.get(key), str) and value[key]:
+                return value[key]
+    return None
+
+
+def _default_tier(info: dict[str, Any]) -> str:
+    for tier in info.get("allowedTiers") or []:
+        if isinstance(tier, dict) and tier.get("isDefault") and tier.get("id"):
+            return str(tier["id"])
+    current = info.get("currentTier")
+    if isinstance(current, dict) and current.get("id"):
+        return str(current["id"])
+    return "free-tier"
+
+
+def new_request_id() -> str:
+    return f"agent-{uuid.uuid4()}"
