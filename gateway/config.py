@@ -63,6 +63,26 @@ def _aliases(raw: str) -> dict[str, str]:
     return aliases
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) -> str:
+    value = (env.get(name) or default).lower()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(sorted(allowed))}, got {value!r}")
+    return value
+
+
+def _api_keys(env: Mapping[str, str]) -> frozenset[str]:
+    """Keys from GATEWAY_API_KEYS (comma-separated) and GATEWAY_API_KEYS_FILE (one per line, # comments)."""
+    keys = {k.strip() for k in env.get("GATEWAY_API_KEYS", "").split(",") if k.strip()}
+    path = env.get("GATEWAY_API_KEYS_FILE")
+    if path:
+        try:
+            lines = Path(path).expanduser().read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"GATEWAY_API_KEYS_FILE cannot be read: {exc.strerror}") from None
+        keys.update(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+    return frozenset(keys)
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -85,6 +105,14 @@ class Settings:
     # Remote image URLs are fetched by the gateway; loopback/private targets only when allowed (tests).
     allow_private_image_urls: bool = False
     max_image_bytes: int = 20 * 1024 * 1024
+    # Access control: empty means any key (or none) is accepted.
+    api_keys: frozenset[str] = frozenset()
+    admin_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 32 * 1024 * 1024
+    # Seconds of upstream silence after which a streaming client gets a keep-alive ping.
+    ping_interval: float = 10.0
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -110,4 +138,10 @@ class Settings:
             empty_retries=_int(env, "GATEWAY_EMPTY_RETRIES", 2),
             model_aliases=_aliases(env.get("GATEWAY_MODEL_ALIASES", "")),
             allow_private_image_urls=env.get("GATEWAY_ALLOW_PRIVATE_IMAGE_URLS", "") in {"1", "true", "yes"},
+            api_keys=_api_keys(env),
+            admin_key=env.get("GATEWAY_ADMIN_KEY") or None,
+            cors_origins=tuple(o.strip() for o in env.get("GATEWAY_CORS_ORIGINS", "").split(",") if o.strip()),
+            max_body_bytes=int(_float(env, "GATEWAY_MAX_BODY_MB", 32) * 1024 * 1024),
+            ping_interval=_float(env, "GATEWAY_PING_INTERVAL", 10.0),
+            log_format=_choice(env, "GATEWAY_LOG_FORMAT", "text", {"text", "json"}),
         )

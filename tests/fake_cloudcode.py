@@ -633,7 +633,7 @@ def _parts_with(parts: list[dict[str, Any]], field: str) -> list[dict[str, Any]]
 def _check_generate(call: _Call, signer: _Signer) -> None:
     request = call.request
     contents = _get(request, "contents") or []
-    pass
+    _check_contents(contents, call.claude)
     system = _get(request, "systemInstruction")
     for j, part in enumerate(_get(system, "parts") or []):
         _check_part(part, f"system_instruction.parts[{j}]", call.claude, "system")

@@ -44,7 +44,7 @@ def gunicorn_url(fake, accounts_file):
             try:
                 requests.get(f"{url}/health", timeout=1)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.1)
         else:
             pytest.fail("gunicorn did not start: " + process.stderr.read1(4000).decode())
