@@ -5,7 +5,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PORT=8080 HOST=0.0.0.0 \
 WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
-COPY app.py wsgi.py ./
+COPY app.py wsgi.py gunicorn.conf.py ./
 COPY gateway ./gateway
 RUN useradd --create-home --uid 10001 gateway && mkdir -p /data && chown gateway /data
 USER gateway

@@ -11,77 +11,156 @@ if __name__ == "__main__":  # patch before anything imports ssl or socket (see w
 
     monkey.patch_all()
 
+import ipaddress  # noqa: E402
 import logging  # noqa: E402
 
-from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, g, jsonify, request  # noqa: E402
+from werkzeug.exceptions import HTTPException  # noqa: E402
 
-from gateway.accounts.pool import AccountPool
-from gateway.api import anthropic, ops
-from gateway.config import Settings
-from gateway.errors import GatewayError
-from gateway.render import anthropic as anthropic_render
-from gateway.runtime import Gateway
+from gateway import logs  # noqa: E402
+from gateway.accounts.pool import AccountPool  # noqa: E402
+from gateway.api import anthropic, openai, ops  # noqa: E402
+from gateway.api.body import too_large  # noqa: E402
+from gateway.config import Settings  # noqa: E402
+from gateway.errors import GatewayError  # noqa: E402
+from gateway.metrics import Metrics  # noqa: E402
+from gateway.render import anthropic as anthropic_render  # noqa: E402
+from gateway.runtime import Gateway  # noqa: E402
+from gateway.security import KeyChecker  # noqa: E402
 
 log = logging.getLogger("gateway")
 
-_KINDS = {400: "invalid_request", 401: "authentication", 403: "permission", 404: "not_found", 405: "invalid_request",
-          413: "too_large", 429: "rate_limited"}
+_KINDS = {400: "invalid_request", 401: "authentication", 403: "permission", 404: "not_found",
+          405: "invalid_request", 413: "too_large", 415: "invalid_request", 429: "rate_limited"}
+_OPENAI_TYPES = {"invalid_request": "invalid_request_error", "not_found": "invalid_request_error",
+                 "too_large": "invalid_request_error", "authentication": "authentication_error",
+                 "permission": "permission_error", "rate_limited": "rate_limit_error"}
 
 
-def _error_for_path(error: GatewayError) -> tuple[Response, int]:
-    """Errors raised outside a blueprint (404, 405, crashes) in the caller's API format."""
-    if request.path.startswith("/v1/messages"):
-        return jsonify(anthropic_render.error_body(error)), error.status
-    return jsonify({"error": {"message": error.message, "type": _openai_type(error), "param": error.param,
-                              "code": None}}), error.status
+def api_family(path: str) -> str:
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if path.startswith("/v1/chat/completions") or path.startswith("/v1/models"):
+        return "openai"
+    return "ops"
 
 
-def _openai_type(error: GatewayError) -> str:
-    return {"invalid_request": "invalid_request_error", "not_found": "invalid_request_error",
-            "authentication": "authentication_error", "permission": "permission_error",
-            "rate_limited": "rate_limit_error"}.get(error.kind, "api_error")
+def error_response(error: GatewayError) -> tuple[Response, int, dict[str, str]]:
+    """Any error, in the API format of the path it happened on (OpenAI's shape outside /v1/messages)."""
+    headers = {}
+    if error.retry_after is not None:
+        headers["retry-after"] = str(max(1, int(error.retry_after + 0.999)))
+    if api_family(request.path) == "anthropic":
+        return jsonify(anthropic_render.error_body(error)), error.status, headers
+    body = {"error": {"message": error.message, "type": _OPENAI_TYPES.get(error.kind, "api_error"),
+                      "param": error.param, "code": None}}
+    return jsonify(body), error.status, headers
 
 
-def configure_logging(level: str) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gateway").setLevel(level)
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def warn_if_exposed(host: str, settings: Settings) -> None:
+    if not settings.api_keys and not _is_loopback(host):
+        log.warning("listening on %s without API keys: anyone who can reach it can use your accounts; "
+                    "set GATEWAY_API_KEYS", host)
 
 
 def create_app(settings: Settings | None = None, *, pool: AccountPool | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    configure_logging(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format == "json", secrets=tuple(settings.api_keys) + (
+        (settings.admin_key,) if settings.admin_key else ()))
     app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["gateway"] = Gateway(settings, pool)
+    app.extensions["metrics"] = metrics = Metrics()
+    keys = KeyChecker(settings.api_keys, settings.admin_key)
     app.register_blueprint(anthropic.bp)
+    app.register_blueprint(openai.bp)
     app.register_blueprint(ops.bp)
 
+    @app.before_request
+    def start_request() -> Response | None:
+        g.access = logs.AccessRecord(request.method, request.path, api_family(request.path))
+        if request.method == "OPTIONS" and settings.cors_origins:
+            return Response(status=204)
+        keys.check(request.path, request.headers)
+        return None
+
+    @app.after_request
+    def finish_request(response: Response) -> Response:
+        _cors(response)
+        record = g.get("access")
+        if record is not None and request.path != "/metrics":
+            record.status = response.status_code
+            outcome = g.get("outcome")
+            response.call_on_close(lambda: _account(record, outcome, metrics))
+        return response
+
+    def _cors(response: Response) -> None:
+        origin = request.headers.get("Origin")
+        if not origin or not settings.cors_origins:
+            return
+        if "*" in settings.cors_origins or origin in settings.cors_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+                "Access-Control-Request-Headers",
+                "authorization, content-type, x-api-key, anthropic-version, anthropic-beta")
+            response.headers["Access-Control-Max-Age"] = "600"
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response, int]:
+    def http_error(exc: HTTPException) -> tuple[Response, int, dict[str, str]]:
         status = exc.code or 500
         if status == 404:
             message = f"Endpoint {request.method} {request.path} not found"
         elif status == 405:
             message = f"Method {request.method} not allowed on {request.path}"
+        elif status == 413:
+            return error_response(too_large())
         else:
             message = exc.description or exc.name
         error = GatewayError(message, status=status)
         error.kind = _KINDS.get(status, "internal")
-        return _error_for_path(error)
+        return error_response(error)
 
     @app.errorhandler(GatewayError)
-    def gateway_error(error: GatewayError) -> tuple[Response, int]:
-        return _error_for_path(error)
+    def gateway_error(error: GatewayError) -> tuple[Response, int, dict[str, str]]:
+        return error_response(error)
 
     @app.errorhandler(Exception)
-    def crash(exc: Exception) -> tuple[Response, int]:
+    def crash(exc: Exception) -> tuple[Response, int, dict[str, str]]:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error_for_path(GatewayError("internal gateway error"))
+        return error_response(GatewayError("internal gateway error"))
 
     return app
+
+
+def _account(record: logs.AccessRecord, outcome, metrics: Metrics) -> None:  # noqa: ANN001
+    """At the very end of a response (after the last streamed byte): the access line and the metrics."""
+    record.emit(outcome)
+    if record.family == "ops":
+        return
+    model = record.model or "-"
+    metrics.requests.labels(record.family, model, str(record.status)).inc()
+    metrics.latency.labels(record.family).observe(record.elapsed())
+    if outcome is not None:
+        if outcome.attempts > 1:
+            metrics.retries.labels(record.family).inc(outcome.attempts - 1)
+        usage = outcome.usage
+        metrics.tokens.labels(record.family, model, "in").inc(usage.prompt_tokens)
+        metrics.tokens.labels(record.family, model, "out").inc(usage.output_tokens + usage.thinking_tokens)
 
 
 def main() -> None:
@@ -89,6 +168,7 @@ def main() -> None:
 
     settings = Settings.from_env()
     app = create_app(settings)
+    warn_if_exposed(settings.host, settings)
     log.info("serving on http://%s:%d", settings.host, settings.port)
     WSGIServer((settings.host, settings.port), app, log=None).serve_forever()
 

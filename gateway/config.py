@@ -14,6 +14,10 @@ from pathlib import Path
 DAILY_URL = "https://daily-cloudcode-pa.googleapis.com"
 PROD_URL = "https://cloudcode-pa.googleapis.com"
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
+GOOGLE_AUTH_URL = "https://accounts.google.com/o/oauth2/v2/auth"
+GOOGLE_USERINFO_URL = "https://www.googleapis.com/oauth2/v2/userinfo"
+# The loopback port registered with the Antigravity client's redirect URI (protocol notes, 1.1).
+OAUTH_REDIRECT_PORT = 51121
 # The Antigravity installed-app client (public in every Antigravity client; see the protocol notes, 1.1).
 ANTIGRAVITY_CLIENT_ID = "1071006060591-tmhssin2h21lcre235vtolojh4g403ep.apps.googleusercontent.com"
 ANTIGRAVITY_CLIENT_SECRET = "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"
@@ -21,6 +25,18 @@ ANTIGRAVITY_CLIENT_SECRET = "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"
 DEFAULT_ACCOUNTS_FILE = Path("~/.config/cloudcode-gateway/accounts.json")
 # antigravity-claude-proxy's file: used when ours does not exist, so its users need no setup.
 ACP_ACCOUNTS_FILE = Path("~/.config/antigravity-proxy/accounts.json")
+
+
+ACCOUNT_STRATEGIES = {"sticky", "round-robin", "hybrid"}
+# antigravity-claude-proxy's fallback pairs (protocol notes, 7.2): each model's nearest peer in the other family.
+DEFAULT_MODEL_FALLBACKS = {
+    "gemini-3-pro-high": "claude-opus-4-5-thinking",
+    "gemini-3-pro-low": "claude-sonnet-4-5",
+    "gemini-3-flash": "claude-sonnet-4-5-thinking",
+    "claude-opus-4-5-thinking": "gemini-3-pro-high",
+    "claude-sonnet-4-5-thinking": "gemini-3-flash",
+    "claude-sonnet-4-5": "gemini-3-flash",
+}
 
 
 class ConfigError(ValueError):
@@ -52,15 +68,25 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(_float(env, name, default))
 
 
-def _aliases(raw: str) -> dict[str, str]:
+def _aliases(raw: str, name: str = "GATEWAY_MODEL_ALIASES") -> dict[str, str]:
     """Parse ``client-id=upstream-id,...`` into a mapping."""
     aliases: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
-        name, sep, target = item.partition("=")
-        if not sep or not name.strip() or not target.strip():
-            raise ConfigError(f"GATEWAY_MODEL_ALIASES entry {item!r} is not of the form name=target")
-        aliases[name.strip()] = target.strip()
+        key, sep, target = item.partition("=")
+        if not sep or not key.strip() or not target.strip():
+            raise ConfigError(f"{name} entry {item!r} is not of the form name=target")
+        aliases[key.strip()] = target.strip()
     return aliases
+
+
+def _fallbacks(raw: str) -> dict[str, str]:
+    """GATEWAY_MODEL_FALLBACK: off (empty), on (the default pairs), or ``model=fallback,...``."""
+    switch = raw.strip().lower()
+    if switch in {"", "0", "false", "no", "off"}:
+        return {}
+    if switch in {"1", "true", "yes", "on"}:
+        return dict(DEFAULT_MODEL_FALLBACKS)
+    return _aliases(raw, "GATEWAY_MODEL_FALLBACK")
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) -> str:
@@ -113,6 +139,18 @@ class Settings:
     # Seconds of upstream silence after which a streaming client gets a keep-alive ping.
     ping_interval: float = 10.0
     log_format: str = "text"
+    # Accounts: which one takes a request, and how long a request may wait for a rate-limited one.
+    account_strategy: str = "hybrid"
+    max_wait: float = 120.0
+    # model id -> the model to use when every account is out of quota for it.
+    model_fallbacks: dict[str, str] = field(default_factory=dict)
+    # Re-sends after 5xx, capacity and connection failures: at most this many, within this many seconds.
+    max_retries: int = 4
+    retry_budget: float = 30.0
+    # `python -m gateway accounts add`: where the browser is sent, and the loopback port it comes back to.
+    oauth_auth_url: str = GOOGLE_AUTH_URL
+    oauth_userinfo_url: str = GOOGLE_USERINFO_URL
+    oauth_redirect_port: int = OAUTH_REDIRECT_PORT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -144,4 +182,12 @@ class Settings:
             max_body_bytes=int(_float(env, "GATEWAY_MAX_BODY_MB", 32) * 1024 * 1024),
             ping_interval=_float(env, "GATEWAY_PING_INTERVAL", 10.0),
             log_format=_choice(env, "GATEWAY_LOG_FORMAT", "text", {"text", "json"}),
+            account_strategy=_choice(env, "GATEWAY_ACCOUNT_STRATEGY", "hybrid", ACCOUNT_STRATEGIES),
+            max_wait=_float(env, "GATEWAY_MAX_WAIT_SECONDS", 120.0),
+            model_fallbacks=_fallbacks(env.get("GATEWAY_MODEL_FALLBACK", "")),
+            max_retries=_int(env, "GATEWAY_MAX_RETRIES", 4),
+            retry_budget=_float(env, "GATEWAY_RETRY_BUDGET_SECONDS", 30.0),
+            oauth_auth_url=env.get("GATEWAY_OAUTH_AUTH_URL") or GOOGLE_AUTH_URL,
+            oauth_userinfo_url=env.get("GATEWAY_OAUTH_USERINFO_URL") or GOOGLE_USERINFO_URL,
+            oauth_redirect_port=_int(env, "GATEWAY_OAUTH_REDIRECT_PORT", OAUTH_REDIRECT_PORT),
         )

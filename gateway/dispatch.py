@@ -7,19 +7,21 @@ failure ends the stream with an error; the client never sees a second start of t
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
+import random
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from .accounts.credentials import InvalidGrant, TokenRefreshFailed
-from .accounts.pool import Account, AccountPool
+from .accounts.pool import Account, AccountPool, AllTried
 from .accounts.store import update_account_entry
 from .catalog import Catalog, ModelInfo
 from .config import Settings
-from .core.events import CONTENT_EVENTS, Event, Finish, SignatureDelta, TextDelta, ToolCallEvent, Usage
+from .core.events import CONTENT_EVENTS, Event, Finish, KeepAlive, SignatureDelta, TextDelta, ToolCallEvent, Usage
 from .core.request import Request
 from .errors import (
     AuthenticationFailed,
@@ -33,7 +35,7 @@ from .errors import (
     UpstreamError,
 )
 from .media import resolve_remote_images
-from .translate.cloudcode import ResponseParser, build_request, count_tokens_body
+from .translate.cloudcode import ResponseParser, build_request, count_tokens_body, session_id
 from .translate.signatures import SignatureRegistry
 from .upstream.client import CloudCodeClient, UpstreamStream
 from .upstream.errors import UpstreamConnectionError, UpstreamHTTPError
@@ -43,15 +45,81 @@ log = logging.getLogger(__name__)
 NO_RESPONSE_TEXT = "[No response after retries - please try again]"
 # A 429 with no usable delay keeps the account off that model this long.
 DEFAULT_COOLDOWN = 60.0
+# Names the model that answered when GATEWAY_MODEL_FALLBACK replaced the one asked for.
+FALLBACK_HEADER = "X-Gateway-Fallback-Model"
+# Longest single pause between two re-sends after server failures, before jitter.
+MAX_BACKOFF = 16.0
 
 
 @dataclass
 class Outcome:
-    """What one request did, for the access log."""
+    """What one request did: for the access log, the metrics and the response headers."""
 
     account: str | None = None
     attempts: int = 0
     usage: Usage = field(default_factory=Usage)
+    # The upstream model that answered, and the one asked for when a fallback answered instead.
+    model: str | None = None
+    fallback_from: str | None = None
+    upstream: UpstreamStream | None = field(default=None, repr=False)
+
+    def abort(self) -> None:
+        """Unblock a read on the upstream from another greenlet (the client went away)."""
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.abort()
+
+    def response_headers(self) -> dict[str, str]:
+        """Headers that tell the client how it was served: which model answered when a fallback did."""
+        if self.fallback_from is None or self.model is None:
+            return {}
+        return {FALLBACK_HEADER: self.model}
+
+
+class _Failure(enum.Enum):
+    """How an attempt failed, which decides what the next one does."""
+
+    RATE_LIMITED = "rate limited"  # the pool put the account on cooldown: any other account, now
+    TRANSIENT = "transient"  # 5xx, capacity, connection: back off, then preferably another account
+    UNAUTHORIZED = "unauthorized"  # 401: the same account once more with a fresh token
+    BROKEN = "broken"  # the account cannot serve this request at all
+
+
+class _Failed(Exception):
+    def __init__(self, error: GatewayError, kind: _Failure) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.kind = kind
+
+
+@dataclass
+class _Budget:
+    """The retry bookkeeping of one request on one model."""
+
+    settings: Settings
+    started: float = field(default_factory=time.monotonic)
+    failed: set[Account] = field(default_factory=set)
+    refreshed: set[Account] = field(default_factory=set)
+    avoid: Account | None = None
+    retries: int = 0
+    last_error: GatewayError | None = None
+
+    def __post_init__(self) -> None:
+        self.empty_left = self.settings.empty_retries
+        self.wait_until = self.started + self.settings.max_wait
+
+    def backoff(self) -> float | None:
+        """The pause before the next re-send after a server failure; None once the budget is spent.
+
+        Exponential with jitter, so concurrent requests that failed together do not retry together.
+        """
+        if self.retries >= self.settings.max_retries:
+            return None
+        delay = min(MAX_BACKOFF, self.settings.server_error_delay * 2**self.retries) * random.uniform(0.5, 1.0)
+        if time.monotonic() + delay - self.started > self.settings.retry_budget:
+            return None
+        self.retries += 1
+        return delay
 
 
 class Dispatcher:
@@ -76,62 +144,122 @@ class Dispatcher:
         """The answer as canonical events. Raises GatewayError before the first event if nothing serves it.
 
         The generator does its retries on the first ``next()``: callers can look at the first event
-        before committing HTTP headers, so early failures still get a real status code.
+        before committing HTTP headers, so early failures still get a real status code. While it waits
+        for a rate-limited account it yields KeepAlive events (never content).
         """
         outcome = outcome or Outcome()
         model = self.resolve_model(request)
         resolve_remote_images(request, self.settings)
-        tried: set[int] = set()
-        empty_left = self.settings.empty_retries
-        refreshed: set[int] = set()
-        last_error: GatewayError | None = None
-        max_attempts = max(3, len(self.pool.accounts) + 1) + empty_left
-        for _ in range(max_attempts):
-            try:
-                account = self.pool.acquire(model.id, exclude=tried)
-            except (RateLimited, ServiceUnavailable) as exc:
-                raise (last_error if last_error and isinstance(exc, ServiceUnavailable) and tried else exc) from None
+        try:
+            yield from self._serve(request, model, outcome)
+        except RateLimited:
+            # Only raised before any content: _relay turns every failure into UpstreamError.
+            fallback = self._fallback(request, model)
+            if fallback is None:
+                raise
+            log.warning("every account is out of quota for %s, answering with %s", model.id, fallback.id)
+            outcome.fallback_from = model.id
+            yield from self._serve(request, fallback, outcome)
+
+    def _fallback(self, request: Request, model: ModelInfo) -> ModelInfo | None:
+        target = self.settings.model_fallbacks.get(model.id)
+        if target is None or target == model.id:
+            return None
+        try:
+            return self.catalog.resolve(target, thinking=request.thinking is not None)
+        except NotFound:
+            log.warning("GATEWAY_MODEL_FALLBACK names %s, which is not a known model", target)
+            return None
+
+    def _serve(self, request: Request, model: ModelInfo, outcome: Outcome) -> Iterator[Event]:
+        """Attempts on ``model`` until one produces content; then relays the rest of the answer."""
+        outcome.model = model.id
+        budget = _Budget(self.settings)
+        session = session_id(request)
+        while True:
+            account = yield from self._acquire(model, session, budget)
             outcome.account = account.label
             outcome.attempts += 1
+            failure: _Failed | None = None
             try:
-                stream, parser = self._open(account, request, model)
-            except _Retry as retry:
-                last_error = retry.error
-                if retry.switch_account:
-                    tried.add(id(account))
+                started = self._start(account, request, model, outcome)
+            except _Failed as exc:
+                failure = exc
+            if failure is not None:
+                yield from self._after_failure(account, failure, budget)
                 continue
-            except UpstreamHTTPError as exc:
-                if exc.status == 401 and id(account) not in refreshed:
-                    refreshed.add(id(account))
+            if started is None:
+                if budget.empty_left > 0:
+                    budget.empty_left -= 1
+                    log.warning("empty upstream answer from %s, retrying", account.label)
+                    time.sleep(self.settings.empty_retry_delay)
                     continue
-                raise _gateway_error(exc, model.id) from None
-
-            buffered: list[Event] = []
-            chunks = iter(stream)
-            try:
-                for chunk in chunks:
-                    buffered.extend(self._observe(parser.feed(chunk), model))
-                    if parser.saw_content:
-                        break
-                if not parser.saw_content:
-                    stream.close()
-                    if empty_left > 0:
-                        empty_left -= 1
-                        log.warning("empty upstream answer from %s, retrying", account.label)
-                        time.sleep(self.settings.empty_retry_delay)
-                        continue
-                    yield TextDelta(NO_RESPONSE_TEXT)
-                    yield Finish(reason="end_turn", usage=Usage())
-                    return
-            except UpstreamConnectionError as exc:
-                stream.close()
-                log.warning("upstream stream from %s broke before content: %s", account.label, exc)
-                last_error = UpstreamError("the upstream connection broke before the answer started")
-                tried.add(id(account))
-                continue
-            yield from self._relay(stream, chunks, parser, buffered, model, outcome)
+                yield TextDelta(NO_RESPONSE_TEXT)
+                yield Finish(reason="end_turn", usage=Usage())
+                return
+            yield from self._relay(*started, model, outcome)
             return
-        raise last_error or UpstreamError("the upstream did not produce an answer after several attempts")
+
+    def _start(
+        self, account: Account, request: Request, model: ModelInfo, outcome: Outcome
+    ) -> tuple[UpstreamStream, Iterator[dict[str, Any]], ResponseParser, list[Event]] | None:
+        """Open the stream and read up to its first content (held back, so the attempt can still be
+        retried); None when the answer ended without any."""
+        stream, parser = self._open(account, request, model)
+        outcome.upstream = stream
+        buffered: list[Event] = []
+        chunks = iter(stream)
+        try:
+            for chunk in chunks:
+                buffered.extend(self._observe(parser.feed(chunk), model))
+                if parser.saw_content:
+                    return stream, chunks, parser, buffered
+        except UpstreamConnectionError as exc:
+            stream.close()
+            log.warning("upstream stream from %s broke before content: %s", account.label, exc)
+            error = UpstreamError("the upstream connection broke before the answer started")
+            raise _Failed(error, _Failure.TRANSIENT) from None
+        stream.close()
+        return None
+
+    def _acquire(self, model: ModelInfo, session: str, budget: _Budget) -> Generator[Event, None, Account]:
+        """The next account, waiting (with keep-alives) when all are rate-limited but one frees up soon."""
+        while True:
+            try:
+                return self.pool.acquire(model.id, exclude=budget.failed, avoid=budget.avoid, session=session)
+            except AllTried as exc:
+                raise budget.last_error or exc from None
+            except RateLimited as exc:
+                wait = exc.retry_after or 0.0
+                if time.monotonic() + wait > budget.wait_until:
+                    raise
+                log.info("every account is rate-limited on %s; waiting %.1fs", model.id, wait)
+                yield from self._pause(wait)
+
+    def _after_failure(self, account: Account, failure: _Failed, budget: _Budget) -> Iterator[Event]:
+        """Decide what the next attempt does; raise when retrying is pointless or the budget is spent."""
+        budget.last_error = failure.error
+        budget.avoid = None
+        if failure.kind is _Failure.TRANSIENT:
+            delay = budget.backoff()
+            if delay is None:
+                raise failure.error from None
+            log.warning("%s via %s; retrying in %.2fs", failure.error.message, account.label, delay)
+            budget.avoid = account
+            yield from self._pause(delay)
+        elif failure.kind is _Failure.UNAUTHORIZED and account not in budget.refreshed:
+            budget.refreshed.add(account)
+        elif failure.kind is not _Failure.RATE_LIMITED:
+            budget.failed.add(account)
+
+    def _pause(self, seconds: float) -> Iterator[Event]:
+        """Sleep, with a KeepAlive every ping interval so a streaming client's connection stays open."""
+        deadline = time.monotonic() + seconds
+        interval = self.settings.ping_interval or seconds
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, interval))
+            if deadline - time.monotonic() > 0:
+                yield KeepAlive()
 
     def count_tokens(self, request: Request) -> int:
         """The upstream's count for the translated request, else an estimate (chars / 4)."""
@@ -161,20 +289,24 @@ class Dispatcher:
             stream = self.client.stream_generate(account, translation.body, extra_headers=headers)
         except InvalidGrant as exc:
             self.pool.mark_invalid(account, f"refresh token rejected: {exc}")
-            raise _Retry(AuthenticationFailed("a Google account's refresh token was rejected"), True) from None
+            error = AuthenticationFailed("a Google account's refresh token was rejected")
+            raise _Failed(error, _Failure.BROKEN) from None
         except TokenRefreshFailed as exc:
-            raise _Retry(UpstreamError(f"token refresh failed: {exc}"), True) from None
+            raise _Failed(UpstreamError(f"token refresh failed: {exc}"), _Failure.TRANSIENT) from None
         except UpstreamConnectionError as exc:
-            raise _Retry(ServiceUnavailable(f"the Cloud Code API is unreachable ({exc})"), True) from None
+            error = ServiceUnavailable(f"the Cloud Code API is unreachable ({exc})")
+            raise _Failed(error, _Failure.TRANSIENT) from None
         except UpstreamHTTPError as exc:
+            error = _gateway_error(exc, model.id)
+            if exc.retryable:  # capacity is the upstream's, whichever account asks: back off
+                raise _Failed(error, _Failure.TRANSIENT) from None
             if exc.is_rate_limit:
                 delay = exc.retry_delay()
                 self.pool.mark_rate_limited(account, model.id, delay if delay is not None else DEFAULT_COOLDOWN)
-                raise _Retry(_gateway_error(exc, model.id), True) from None
-            if exc.retryable:
-                time.sleep(self.settings.server_error_delay)
-                raise _Retry(_gateway_error(exc, model.id), True) from None
-            raise
+                raise _Failed(error, _Failure.RATE_LIMITED) from None
+            if exc.status == 401:
+                raise _Failed(error, _Failure.UNAUTHORIZED) from None
+            raise error from None
         return stream, ResponseParser(translation.tool_names)
 
     def _relay(
@@ -206,13 +338,6 @@ class Dispatcher:
             elif isinstance(event, ToolCallEvent) and event.signature:
                 self.signatures.remember_tool_call(event.id, event.signature, model.family)
         return events
-
-
-class _Retry(Exception):
-    def __init__(self, error: GatewayError, switch_account: bool) -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.switch_account = switch_account
 
 
 def _gateway_error(exc: UpstreamHTTPError, model: str) -> GatewayError:

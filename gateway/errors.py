@@ -7,6 +7,8 @@ OpenAI clients without the pool knowing either.
 
 from __future__ import annotations
 
+from .redact import redact
+
 
 class GatewayError(Exception):
     """Base class: ``kind`` is a neutral name the renderers map, ``status`` the HTTP status."""
@@ -22,6 +24,7 @@ class GatewayError(Exception):
         retry_after: float | None = None,
         status: int | None = None,
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.param = param

@@ -9,7 +9,6 @@ import time
 from flask import current_app
 
 from .accounts.pool import AccountPool
-from .accounts.store import AccountsFileError
 from .catalog import Catalog
 from .config import Settings
 from .dispatch import Dispatcher
@@ -26,16 +25,8 @@ MODEL_LISTING_TTL = 300.0
 class Gateway:
     def __init__(self, settings: Settings, pool: AccountPool | None = None) -> None:
         self.settings = settings
-        self.accounts_error: str | None = None
-        if pool is None:
-            try:
-                pool = AccountPool.from_file(settings)
-            except AccountsFileError as exc:
-                # Start anyway: /health says what is wrong and requests get a clear error.
-                self.accounts_error = str(exc)
-                log.error("accounts file unusable: %s", exc)
-                pool = AccountPool([], settings.accounts_file)
-        self.pool = pool
+        # An unusable accounts file still starts the gateway: /health and requests say what is wrong.
+        self.pool = pool if pool is not None else AccountPool.from_file(settings)
         self.client = CloudCodeClient(settings)
         self.catalog = Catalog(settings.model_aliases)
         self.signatures = SignatureRegistry()
@@ -56,7 +47,9 @@ class Gateway:
                     continue
                 try:
                     self.client.discover_project(account)
-                    self.catalog.update_from_listing(self.client.fetch_available_models(account))
+                    listing = self.client.fetch_available_models(account)
+                    self.catalog.update_from_listing(listing)
+                    self.pool.record_quotas(account, listing)
                     return
                 except (GatewayError, UpstreamHTTPError, UpstreamConnectionError, Exception) as exc:  # noqa: BLE001
                     log.warning("model listing via %s failed: %s", account.label, type(exc).__name__)

@@ -64,3 +64,88 @@ def test_gunicorn_gevent_serves_stream_and_json(gunicorn_url, fake) -> None:
                                      messages=[{"role": "user", "content": "plain"}])
     assert message.content[0].text == "Echo: plain"
     assert requests.get(f"{gunicorn_url}/health", timeout=5).json()["activeAccounts"] == 1
+
+
+def test_sigterm_lets_in_flight_streams_finish(fake, accounts_file) -> None:
+    """Graceful shutdown: gunicorn stops accepting, the stream in flight still ends with message_stop."""
+    import signal
+    import threading
+
+    port = free_port()
+    env = {**os.environ, "GATEWAY_ACCOUNTS_FILE": str(accounts_file), "GATEWAY_CLOUDCODE_URLS": fake.base_url,
+           "GATEWAY_OAUTH_TOKEN_URL": fake.token_url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--graceful-timeout", "10",
+         "--no-control-socket", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                requests.get(f"{url}/health", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.1)
+        fake.enqueue(Reply(text="slow answer that outlives the signal", chunks=4, stall_after=1, stall_seconds=1.5))
+        response = requests.post(f"{url}/v1/messages", stream=True, timeout=20, json={
+            "model": "claude-sonnet-4-5", "max_tokens": 50, "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]})
+        lines = response.iter_lines(decode_unicode=True)
+        seen = []
+        for line in lines:
+            seen.append(line)
+            if "content_block_delta" in line:
+                break
+        threading.Timer(0.1, process.send_signal, args=(signal.SIGTERM,)).start()
+        seen.extend(lines)
+        assert any("message_stop" in line for line in seen)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_warns_when_exposed_without_keys(accounts_file, tmp_path) -> None:
+    port = free_port()
+    env = {**os.environ, "GATEWAY_ACCOUNTS_FILE": str(accounts_file)}
+    env.pop("GATEWAY_API_KEYS", None)
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--no-control-socket",
+             "-b", f"0.0.0.0:{port}", "wsgi:app"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while "without API keys" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _ in range(100):  # a worker still booting delays gunicorn's shutdown
+            try:
+                requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.1)
+        output = log_path.read_text()
+        assert "without API keys" in output
+        assert "MonkeyPatchWarning" not in output
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_python_app_warns_when_exposed(caplog) -> None:
+    import logging
+
+    from app import warn_if_exposed
+    from gateway.config import Settings
+
+    caplog.set_level(logging.WARNING, logger="gateway")
+    warn_if_exposed("127.0.0.1", Settings())
+    assert "without API keys" not in caplog.text
+    warn_if_exposed("0.0.0.0", Settings())
+    assert "without API keys" in caplog.text
+    caplog.clear()
+    warn_if_exposed("0.0.0.0", Settings(api_keys=frozenset({"k"})))
+    assert "without API keys" not in caplog.text

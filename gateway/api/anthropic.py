@@ -4,38 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify
 from marshmallow import Schema, ValidationError
 
 from ..core.events import collect
 from ..core.request import Request
-from ..errors import GatewayError, InvalidRequest
+from ..dispatch import Outcome
+from ..errors import InvalidRequest
 from ..render import anthropic as render
 from ..runtime import current_gateway
 from ..schemas.anthropic import COUNT_TOKENS_SCHEMA, MESSAGES_SCHEMA
 from ..schemas.common import first_error
+from .body import json_body
 from .streaming import prime, sse_response
 
 bp = Blueprint("anthropic", __name__)
 
-
-@bp.errorhandler(GatewayError)
-def gateway_error(error: GatewayError) -> tuple[Response, int, dict[str, str]]:
-    headers = {}
-    if error.retry_after is not None:
-        headers["retry-after"] = str(max(1, int(error.retry_after + 0.999)))
-    return jsonify(render.error_body(error)), error.status, headers
-
-
-def json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if body is None:
-        if not request.is_json:
-            raise InvalidRequest("the request body must be JSON sent with Content-Type: application/json")
-        raise InvalidRequest("the request body is not valid JSON")
-    if not isinstance(body, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    return body
+# The anthropic SDK's tool runner (2.x) threads its turns by default: a ``continue`` names the previous reply and
+# sends only the new messages. The gateway keeps no conversations; ``thread_not_found`` is the rejection the SDK
+# recovers from by resending the whole history under a new thread, so the runner works (one short 404 a turn).
+THREAD_NOT_FOUND = {"type": "not_found_error", "details": {"error_code": "thread_not_found"},
+                    "message": "this gateway keeps no message threads; send the full history"}
 
 
 def load(schema: Schema, body: dict[str, Any]) -> Request:
@@ -46,17 +35,37 @@ def load(schema: Schema, body: dict[str, Any]) -> Request:
         raise InvalidRequest(f"{path}: {message}" if path else message, param=path or None) from None
 
 
+def continues_thread(body: dict[str, Any]) -> bool:
+    """Whether the request continues a server-held message thread (only the new messages are in it)."""
+    thread = body.get("thread")
+    return isinstance(thread, dict) and thread.get("type") == "continue"
+
+
 @bp.post("/v1/messages")
-def create_message() -> Response:
-    canonical = load(MESSAGES_SCHEMA, json_body())
+def create_message() -> Response | tuple[Response, int]:
+    body = json_body()
+    if continues_thread(body):
+        return jsonify({"type": "error", "error": THREAD_NOT_FOUND}), 404
+    canonical = load(MESSAGES_SCHEMA, body)
     gateway = current_gateway()
+    g.access.model, g.access.stream = canonical.model, canonical.stream
     model = gateway.dispatcher.resolve_model(canonical)
-    events = gateway.dispatcher.events(canonical)
+    g.outcome = outcome = Outcome()
+    events = gateway.dispatcher.events(canonical, outcome)
     if canonical.stream:
         renderer = render.StreamRenderer(canonical.model)
-        return sse_response(prime(events), renderer.feed, render.error_event)
-    response = collect(model.id, events)
-    return jsonify(render.message_body(response, canonical.model))
+        response = sse_response(
+            prime(events),
+            renderer.feed,
+            render.error_event,
+            ping=render.PING,
+            ping_interval=gateway.settings.ping_interval,
+            abort=outcome.abort,
+        )
+    else:
+        response = jsonify(render.message_body(collect(model.id, events), canonical.model))
+    response.headers.update(outcome.response_headers())
+    return response
 
 
 @bp.post("/v1/messages/count_tokens")

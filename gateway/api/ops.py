@@ -1,11 +1,16 @@
-"""Operational endpoints: health and the model list."""
+"""Operational endpoints: health, the model list, account quotas and forced token refreshes."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
+from ..accounts.credentials import InvalidGrant, TokenRefreshFailed
+from ..accounts.limits import account_limits, in_parallel, limits_table
+from ..accounts.pool import Account
+from ..errors import InvalidRequest, NotFound
 from ..runtime import current_gateway
 
 bp = Blueprint("ops", __name__)
@@ -15,13 +20,10 @@ STARTED = int(time.time())
 
 @bp.get("/health")
 def health() -> Response:
-    gateway = current_gateway()
-    pool = gateway.pool
+    pool = current_gateway().pool
     active = pool.active_count()
     body: dict[str, object] = {"status": "ok", "accounts": len(pool.accounts), "activeAccounts": active}
-    if gateway.accounts_error:
-        body["error"] = gateway.accounts_error
-    elif active == 0:
+    if pool.error or active == 0:
         body["error"] = pool.no_account_message()
     return jsonify(body)
 
@@ -41,3 +43,56 @@ def list_models() -> Response:
         for model in gateway.catalog.models()
     ]
     return jsonify({"object": "list", "data": data})
+
+
+@bp.get("/account-limits")
+def limits() -> Response:
+    """Quota per account and model; ``?format=table`` for a terminal."""
+    form = request.args.get("format", "json")
+    if form not in ("json", "table"):
+        raise InvalidRequest("format must be json or table", param="format")
+    gateway = current_gateway()
+    report = account_limits(gateway.pool, gateway.client)
+    if form == "table":
+        return Response(limits_table(report), content_type="text/plain; charset=utf-8")
+    return jsonify(report)
+
+
+@bp.post("/refresh-token")
+def refresh_token() -> tuple[Response, int]:
+    """Refresh every account's token now (or ``?email=``'s) and say how each went; never shows a token."""
+    pool = current_gateway().pool
+    email = request.args.get("email")
+    if email:
+        account = pool.find(email)
+        if account is None:
+            raise NotFound(f"no account {email} in the accounts file", param="email")
+        accounts = [account]
+    else:
+        pool.reload_if_changed()
+        accounts = list(pool.accounts)
+    results: dict[str, dict[str, Any]] = {}
+
+    def refresh(account: Account) -> None:
+        try:
+            account.tokens.force_refresh()
+        except InvalidGrant as exc:
+            reason = f"refresh token rejected: {exc}"
+            pool.mark_invalid(account, reason)
+            results[account.email] = {"status": "invalid", "error": reason}
+        except TokenRefreshFailed as exc:
+            results[account.email] = {"status": "error", "error": str(exc)}
+        else:
+            pool.clear_invalid(account)
+            results[account.email] = {"status": "ok", "expiresAt": account.tokens.expiry_iso}
+
+    in_parallel(accounts, refresh)
+    entries = [{"email": account.email, **results[account.email]} for account in accounts]
+    failed = sum(1 for entry in entries if entry["status"] != "ok")
+    body = {
+        "status": "error" if failed else "ok",
+        "refreshed": len(entries) - failed,
+        "failed": failed,
+        "accounts": entries,
+    }
+    return jsonify(body), 502 if failed else 200

@@ -1,15 +1,27 @@
 """Relaying an event stream to a client as SSE, shared by the API families.
 
-The first event is pulled before the response starts, so failures that happen before any content (no
-account, 429 everywhere, bad request upstream) still get a real HTTP status in the caller's format.
+Three things make a relay well-behaved:
+
+* The first event is pulled before the response starts, so failures before any content (no account, 429
+  everywhere, a bad request upstream) still get a real HTTP status in the caller's format.
+* The upstream is read by a separate worker (a greenlet under gevent) while the response waits on a queue
+  with a timeout: when the upstream is silent (long thinking, a wait for a rate-limited account) the client
+  gets keep-alive pings, so proxies and clients do not time out.
+* A watcher waits on the client's socket; when the client goes away it aborts the upstream request at once,
+  even while the upstream is silent (a disconnect is otherwise noticed only at the next write).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import select
+import socket
+import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
-from flask import Response, stream_with_context
+from flask import Response, current_app, request, stream_with_context
 
 from ..core.events import Event
 from ..errors import GatewayError, UpstreamError
@@ -17,6 +29,9 @@ from ..errors import GatewayError, UpstreamError
 log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_EVENT, _END, _ERROR = 0, 1, 2
+# How often the disconnect watcher re-checks whether the stream is over.
+WATCH_INTERVAL = 1.0
 
 
 def prime(events: Iterator[Event]) -> Iterator[Event]:
@@ -34,21 +49,109 @@ def prime(events: Iterator[Event]) -> Iterator[Event]:
     return chained()
 
 
+class _Pump:
+    """Moves events from the upstream iterator (in a worker) to the response generator (via a queue)."""
+
+    def __init__(self, events: Iterator[Event], abort: Callable[[], None] | None) -> None:
+        self.events = events
+        self.abort = abort
+        self.queue: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=256)
+        self.stopped = threading.Event()
+        self.worker = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def stop(self) -> None:
+        """The client is gone or the response ended: release the upstream without waiting for it."""
+        if not self.stopped.is_set():
+            self.stopped.set()
+            if self.abort is not None:
+                self.abort()
+
+    def _put(self, item: tuple[int, Any]) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=WATCH_INTERVAL)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        try:
+            for event in self.events:
+                if self.stopped.is_set():
+                    return
+                self._put((_EVENT, event))
+            self._put((_END, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the response generator
+            self._put((_ERROR, exc))
+        finally:
+            close = getattr(self.events, "close", None)
+            if close is not None:
+                close()
+
+
+def client_socket(environ: dict[str, Any]) -> socket.socket | None:
+    """The client connection, where the WSGI server exposes it (gunicorn and werkzeug do)."""
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    return sock if hasattr(sock, "fileno") else None
+
+
+def _watch(sock: socket.socket, pump: _Pump) -> None:
+    """Wait until the client's socket reports EOF, then stop the pump (which aborts the upstream)."""
+    try:
+        while not pump.stopped.is_set():
+            readable, _, _ = select.select([sock], [], [], WATCH_INTERVAL)
+            if not readable:
+                continue
+            if sock.recv(1, socket.MSG_PEEK) == b"":
+                log.info("client disconnected, releasing the upstream")
+                pump.stop()
+            return  # EOF handled, or the client sent data (a pipelined request): stop watching
+    except (OSError, ValueError):
+        pump.stop()
+
+
 def sse_response(
     events: Iterator[Event],
     render: Callable[[Event], list[bytes]],
     render_error: Callable[[GatewayError], bytes],
+    *,
+    ping: bytes | None = None,
+    ping_interval: float = 10.0,
+    abort: Callable[[], None] | None = None,
     trailer: Callable[[], list[bytes]] | None = None,
+    on_close: Callable[[], None] | None = None,
 ) -> Response:
     """Stream ``events`` through ``render``; a failure mid-stream becomes one error event, then EOF."""
+    pump = _Pump(events, abort)
+    sock = client_socket(request.environ)
+    metrics = current_app.extensions.get("metrics")
 
     def body() -> Iterator[bytes]:
+        if metrics is not None:
+            metrics.active_streams.inc()
+        pump.start()
+        if sock is not None:
+            threading.Thread(target=_watch, args=(sock, pump), daemon=True).start()
         try:
-            for event in events:
-                for piece in render(event):
-                    yield piece
-            if trailer is not None:
-                yield from trailer()
+            while True:
+                try:
+                    kind, item = pump.queue.get(timeout=ping_interval)
+                except queue.Empty:
+                    if pump.stopped.is_set():
+                        return
+                    if ping is not None:
+                        yield ping
+                    continue
+                if kind == _END:
+                    if trailer is not None:
+                        yield from trailer()
+                    return
+                if kind == _ERROR:
+                    raise item
+                yield from render(item)
         except GatewayError as exc:
             log.warning("stream ended with an error: %s", exc.message)
             yield render_error(exc)
@@ -56,8 +159,10 @@ def sse_response(
             log.exception("stream failed")
             yield render_error(UpstreamError("the gateway failed while relaying the answer"))
         finally:
-            close = getattr(events, "close", None)
-            if close is not None:
-                close()
+            pump.stop()
+            if metrics is not None:
+                metrics.active_streams.dec()
+            if on_close is not None:
+                on_close()
 
     return Response(stream_with_context(body()), mimetype="text/event-stream", headers=SSE_HEADERS)

@@ -59,7 +59,13 @@ class Finish:
     stop_sequence: str | None = None
 
 
-Event = Union[ThinkingDelta, SignatureDelta, TextDelta, ToolCallEvent, UsageEvent, Finish]
+@dataclass
+class KeepAlive:
+    """Nothing to say yet (the gateway waits for a rate-limited account): keeps a streaming client's
+    connection alive. Carries no content, so it never stops a request from being retried."""
+
+
+Event = Union[ThinkingDelta, SignatureDelta, TextDelta, ToolCallEvent, UsageEvent, Finish, KeepAlive]
 CONTENT_EVENTS = (ThinkingDelta, TextDelta, ToolCallEvent)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from ..core.events import (
     Event,
     Finish,
+    KeepAlive,
     Response,
     SignatureDelta,
     TextBlock,
@@ -103,6 +104,9 @@ class StreamRenderer:
 
     def feed(self, event: Event) -> list[bytes]:
         out: list[bytes] = []
+        if isinstance(event, KeepAlive):
+            # The SDKs skip pings, even before message_start; the message has not started yet.
+            return [PING]
         if isinstance(event, UsageEvent):
             self._usage = event.usage
             return out

@@ -94,7 +94,7 @@ def _tool_result_content(value: Any, path: str) -> list[Text | Image]:
         kind = block.get("type")
         if kind == "text":
             parts.append(Text(_text_of(block.get("text"), f"{item_path}.text")))
-        elif kind in {"image", "document"}:
+        elif kind == "image" or kind == "document":
             part = _document(block, item_path)
             parts.append(part)  # type: ignore[arg-type]
         # search_result and other rich blocks carry no text we can forward faithfully; skipped.
@@ -189,6 +189,8 @@ def _messages(value: list[Any]) -> tuple[list[Message], list[str]]:
         role = raw.get("role")
         if "content" not in raw:
             raise _Invalid(f"{path}.content", "is required")
+        if not isinstance(role, str):
+            raise _Invalid(f"{path}.role", "must be 'user' or 'assistant'")
         if role == "system":
             content = raw["content"]
             hoisted.extend(_system_texts(content, f"{path}.content"))
@@ -207,7 +209,7 @@ def _tools(value: list[Any] | None) -> list[Tool]:
         path = f"tools.{index}"
         raw = _expect(raw, dict, path, "an object")
         kind = raw.get("type")
-        if kind not in (None, "custom") and "input_schema" not in raw:
+        if kind is not None and kind != "custom" and "input_schema" not in raw:
             log.debug("ignoring server tool %s", kind)
             continue
         schema = raw.get("input_schema", {"type": "object", "properties": {}})
@@ -226,7 +228,7 @@ def _tool_choice(value: dict[str, Any] | None, tools: list[Tool]) -> ToolChoice 
     if value is None:
         return None
     kind = value.get("type")
-    if kind not in {"auto", "any", "tool", "none"}:
+    if not isinstance(kind, str) or kind not in {"auto", "any", "tool", "none"}:
         raise _Invalid("tool_choice.type", "must be one of auto, any, tool, none")
     name = None
     if kind == "tool":
@@ -238,7 +240,7 @@ def _tool_choice(value: dict[str, Any] | None, tools: list[Tool]) -> ToolChoice 
 
 def _thinking(value: dict[str, Any] | None, output_config: dict[str, Any] | None) -> ThinkingConfig | None:
     effort = (output_config or {}).get("effort")
-    if effort is not None and effort not in EFFORTS:
+    if effort is not None and (not isinstance(effort, str) or effort not in EFFORTS):
         raise _Invalid("output_config.effort", f"must be one of {', '.join(sorted(EFFORTS))}")
     if value is None:
         return ThinkingConfig(enabled=True, effort=effort) if effort else None

@@ -49,7 +49,8 @@ MIN_THINKING_BUDGET = 1024
 DEFAULT_CLAUDE_MAX_TOKENS = 16384
 # The reasoning-effort scale shared by both client APIs (openai-mapping.md 3.6).
 EFFORT_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768, "max": 64000}
-EFFORT_LEVELS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+EFFORT_LEVELS = {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high",
+                 "xhigh": "high", "max": "high"}
 _NAME_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.:-]")
 
 
@@ -85,11 +86,15 @@ def session_id(request: Request) -> str:
 
 
 def thinking_enabled(request: Request, model: ModelInfo) -> bool:
-    if not model.thinking:
+    if not model.thinking or _effort(request) == "none":
         return False
     if model.always_thinks:
         return True
     return request.thinking is not None and request.thinking.enabled
+
+
+def _effort(request: Request) -> str | None:
+    return request.thinking.effort if request.thinking else None
 
 
 def build_request(
@@ -169,6 +174,9 @@ def _generation_config(request: Request, model: ModelInfo, thinking: bool) -> di
     if thinking:
         thinking_config, max_tokens = _thinking_config(request, model, max_tokens)
         config["thinkingConfig"] = thinking_config
+    elif _effort(request) == "none" and model.id.startswith("gemini-3"):
+        # Gemini 3 cannot stop thinking: ask for the least of it, and no thoughts back.
+        config["thinkingConfig"] = {"thinkingLevel": _thinking_level("none", model)}
     if max_tokens is not None:
         config["maxOutputTokens"] = max_tokens
     if request.response_format is not None:
@@ -188,7 +196,7 @@ def _thinking_config(request: Request, model: ModelInfo, max_tokens: int | None)
         if budget is not None:
             config["thinkingBudget"] = budget if max_tokens is None else min(budget, max(max_tokens - 1, 0))
         elif effort and model.id.startswith("gemini-3"):
-            config["thinkingLevel"] = EFFORT_LEVELS.get(effort, "high")
+            config["thinkingLevel"] = _thinking_level(effort, model)
         elif effort:
             config["thinkingBudget"] = EFFORT_BUDGETS.get(effort, DEFAULT_THINKING_BUDGET)
         return config, max_tokens
@@ -202,6 +210,12 @@ def _thinking_config(request: Request, model: ModelInfo, max_tokens: int | None)
     if max_tokens <= budget:
         budget = max(MIN_THINKING_BUDGET, max_tokens - 1)
     return {"include_thoughts": True, "thinking_budget": budget}, max_tokens
+
+
+def _thinking_level(effort: str, model: ModelInfo) -> str:
+    """Gemini 3 levels: only the Flash models know ``minimal`` (openai-mapping.md 3.6)."""
+    level = EFFORT_LEVELS.get(effort, "high")
+    return "low" if level == "minimal" and "flash" not in model.id else level
 
 
 def _function_calling(request: Request, model: ModelInfo, names: dict[str, str]) -> dict[str, Any]:

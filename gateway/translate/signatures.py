@@ -3,7 +3,9 @@
 Claude and Gemini signatures are mutually invalid, and clients echo signatures without saying which model
 made them. The registry remembers the family of every signature the gateway handed out, and the
 signature Gemini attached to each function call (clients drop non-standard fields on tool_use blocks),
-so replays can send each signature only to the family that issued it.
+so replays can send each signature only to the family that issued it. For APIs that cannot carry
+thinking at all (OpenAI's), it also keeps a Claude turn's signed thinking by the turn's first tool-call id:
+a thinking Claude model rejects a tool loop whose thinking is missing.
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Generic, TypeVar
+
+from ..core.request import Thinking
 
 # Tells Gemini to skip validation of a function call whose signature was lost.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 # Shorter "signatures" are placeholders some clients invent; never worth replaying (ACP's rule).
 MIN_SIGNATURE_LENGTH = 50
+# Thinking texts are large (up to the thinking budget); only the turns of live tool loops need keeping.
+MAX_THINKING_TURNS = 2048
 
 V = TypeVar("V")
 
@@ -58,6 +65,7 @@ class SignatureRegistry:
     def __init__(self) -> None:
         self._families: TTLCache[str] = TTLCache()
         self._tool_signatures: TTLCache[tuple[str, str]] = TTLCache()
+        self._turn_thinking: TTLCache[tuple[tuple[str, str], ...]] = TTLCache(max_items=MAX_THINKING_TURNS)
 
     def remember(self, signature: str, family: str) -> None:
         if signature and signature != SKIP_SIGNATURE:
@@ -72,3 +80,13 @@ class SignatureRegistry:
 
     def tool_call_signature(self, tool_call_id: str) -> tuple[str, str] | None:
         return self._tool_signatures.get(tool_call_id)
+
+    def remember_turn_thinking(self, tool_call_id: str, blocks: Iterable[Thinking]) -> None:
+        """Keep a turn's signed thinking under its first tool-call id (random, so no other caller can ask)."""
+        signed = tuple((block.text, block.signature) for block in blocks if block.signature)
+        if signed:
+            self._turn_thinking.put(tool_call_id, signed)
+
+    def turn_thinking(self, tool_call_id: str) -> list[Thinking]:
+        """Fresh copies of the thinking remembered for the turn that made this call, if any."""
+        return [Thinking(text, signature) for text, signature in self._turn_thinking.get(tool_call_id) or ()]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,6 +38,8 @@ class UpstreamStream:
     def __init__(self, response: requests.Response) -> None:
         self._response = response
         self.received_bytes = 0
+        self._lock = threading.Lock()
+        self._closed = False
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         parser = SSEParser()
@@ -56,17 +60,23 @@ class UpstreamStream:
             raise
 
     def close(self) -> None:
-        self._response.close()
+        with self._lock:
+            self._closed = True
+            self._response.close()
 
     def abort(self) -> None:
-        """Shut the socket down so a blocked read returns at once (close() alone does not wake it)."""
-        try:
-            sock = self._response.raw._fp.fp.raw._sock  # type: ignore[union-attr]
-            import socket
+        """Shut the socket down so a blocked read returns at once (close() alone does not wake it).
 
-            sock.shutdown(socket.SHUT_RDWR)
-        except Exception:  # noqa: BLE001 - best effort; close() follows anyway
-            pass
+        Never after close(): by then the connection may be back in the pool, serving someone else.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                sock = self._response.raw._fp.fp.raw._sock  # type: ignore[union-attr]
+                sock.shutdown(socket.SHUT_RDWR)
+            except (AttributeError, OSError):
+                pass
 
 
 def _chunks(payloads: Iterator[str]) -> Iterator[dict[str, Any]]:

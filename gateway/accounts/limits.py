@@ -1,0 +1,192 @@
+"""Every account's quota per model, for ``GET /account-limits``: gathered, then shown as JSON or a table.
+
+The upstream's model listing gives the remaining fraction and the reset time per model; the pool adds what
+the gateway itself knows (its cooldowns after 429s, accounts marked invalid, disabled ones). Accounts are
+asked in parallel, so the report takes as long as the slowest account, not the sum.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..upstream.client import CloudCodeClient
+from ..upstream.errors import UpstreamConnectionError, UpstreamHTTPError
+from .credentials import InvalidGrant, TokenRefreshFailed
+from .pool import Account, AccountPool, Quota, epoch, iso
+
+RULE = "\u2500"
+LEGEND = "quota remaining (time until it resets); 'limited' is the gateway's own cooldown after a 429."
+# Widest account column in the model table; longer names are cut.
+NAME_WIDTH = 26
+
+
+def in_parallel(accounts: list[Account], work: Callable[[Account], None]) -> None:
+    """Run ``work`` for every account at once (plain threads: greenlets under gevent's patching)."""
+    threads = [threading.Thread(target=work, args=(account,), daemon=True) for account in accounts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def account_limits(pool: AccountPool, client: CloudCodeClient) -> dict[str, Any]:
+    """The report: per account its state, the gateway's cooldowns, and the upstream's quota per model."""
+    pool.reload_if_changed()
+    accounts = list(pool.accounts)
+    errors: dict[str, str] = {}
+
+    def fetch(account: Account) -> None:
+        if not account.usable():
+            return
+        try:
+            pool.record_quotas(account, client.fetch_available_models(account))
+        except InvalidGrant as exc:
+            pool.mark_invalid(account, f"refresh token rejected: {exc}")
+        except (TokenRefreshFailed, UpstreamHTTPError, UpstreamConnectionError) as exc:
+            errors[account.email] = str(exc)
+
+    in_parallel(accounts, fetch)
+    now = time.time()
+    entries = [_account_entry(account, errors.get(account.email), now) for account in accounts]
+    models = sorted({model for account in accounts for model in account.quotas})
+    for entry, account in zip(entries, accounts):
+        entry["limits"] = {model: _limit(account.quotas.get(model), now) for model in models}
+    counts = {status: sum(1 for e in entries if e["status"] == status) for status in _STATUSES}
+    return {
+        "timestamp": iso(now),
+        "totalAccounts": len(entries),
+        "available": sum(1 for a in accounts if a.usable()),
+        "rateLimited": counts["rate-limited"],
+        "invalid": counts["invalid"],
+        "disabled": counts["disabled"],
+        "models": models,
+        "accounts": entries,
+    }
+
+
+_STATUSES = ("ok", "rate-limited", "invalid", "disabled", "error")
+
+
+def _account_entry(account: Account, error: str | None, now: float) -> dict[str, Any]:
+    cooldowns = account.active_cooldowns(now)
+    if account.invalid_reason:
+        status = "invalid"
+    elif not account.enabled:
+        status = "disabled"
+    elif error:
+        status = "error"
+    elif cooldowns:
+        status = "rate-limited"
+    else:
+        status = "ok"
+    return {
+        "email": account.email,
+        "status": status,
+        "error": error or account.invalid_reason,
+        "enabled": account.enabled,
+        "projectId": account.project_id,
+        "lastUsed": iso(account.last_used),
+        "modelRateLimits": {
+            model: {"resetTime": iso(now + left), "waitSeconds": round(left, 1)}
+            for model, left in sorted(cooldowns.items())
+        },
+    }
+
+
+def _limit(quota: Quota | None, now: float) -> dict[str, Any] | None:
+    if quota is None:
+        return None
+    reset_at = quota.reset_at
+    return {
+        "remaining": f"{round((quota.fraction or 0.0) * 100)}%",
+        "remainingFraction": quota.fraction,
+        "resetTime": quota.reset_time,
+        "resetInSeconds": max(0, round(reset_at - now)) if reset_at is not None else None,
+    }
+
+
+# -- the table ----------------------------------------------------------------------------------------
+
+
+def limits_table(report: dict[str, Any]) -> str:
+    """The report as two aligned tables a person reads in a terminal: accounts, then models x accounts."""
+    accounts = report["accounts"]
+    names = _short_names([a["email"] for a in accounts])
+    lines = [
+        f"Account limits ({report['timestamp']})",
+        f"Accounts: {report['totalAccounts']} total, {report['available']} available, "
+        f"{report['rateLimited']} rate-limited, {report['invalid']} invalid, {report['disabled']} disabled",
+        "",
+    ]
+    rows = [["Account", "Status", "Project", "Last used"]]
+    notes: dict[int, str] = {}
+    for index, (name, account) in enumerate(zip(names, accounts), start=1):
+        rows.append([name, account["status"], account["projectId"] or "-", _ago(account["lastUsed"], report)])
+        if account["status"] in ("invalid", "error") and account["error"]:
+            notes[index] = f"  \u2514\u2500 {account['error']}"
+    lines += aligned(rows, notes)
+    if report["models"]:
+        lines.append("")
+        rows = [["Model", *names]]
+        rows += [[model, *(_cell(account, model) for account in accounts)] for model in report["models"]]
+        lines += aligned(rows)
+        lines += ["", f"Cells: {LEGEND}"]
+    return "\n".join(lines) + "\n"
+
+
+def _ago(moment: str | None, report: dict[str, Any]) -> str:
+    used, now = epoch(moment), epoch(report["timestamp"])
+    if used is None or now is None:
+        return "never"
+    return f"{duration(max(0.0, now - used))} ago"
+
+
+def _cell(account: dict[str, Any], model: str) -> str:
+    if account["status"] in ("invalid", "disabled", "error"):
+        return f"[{account['status']}]"
+    cooldown = account["modelRateLimits"].get(model)
+    if cooldown is not None:
+        return f"limited ({duration(cooldown['waitSeconds'])})"
+    limit = account["limits"].get(model)
+    if limit is None:
+        return "-"
+    left = limit["resetInSeconds"]
+    if not limit["remainingFraction"]:
+        return f"0% (wait {duration(left)})" if left else "0% (exhausted)"
+    return f"{limit['remaining']} ({duration(left)})" if left is not None else limit["remaining"]
+
+
+def duration(seconds: float) -> str:
+    """``4h35m``, ``12m5s``, ``42s``: as precise as a person needs."""
+    seconds = int(seconds + 0.5)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def _short_names(emails: list[str]) -> list[str]:
+    """Local parts of the emails, or the whole email where two accounts share a local part."""
+    locals_ = [email.split("@", 1)[0] for email in emails]
+    names = [local if locals_.count(local) == 1 else email for local, email in zip(locals_, emails)]
+    return [name if len(name) <= NAME_WIDTH else name[: NAME_WIDTH - 1] + "\u2026" for name in names]
+
+
+def aligned(rows: list[list[str]], notes: dict[int, str] | None = None) -> list[str]:
+    """Rows padded into columns, a rule under the header, and a note line under some rows."""
+    notes = notes or {}
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    out = []
+    for index, row in enumerate(rows):
+        out.append("   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        if index == 0:
+            out.append(RULE * (sum(widths) + 3 * (len(widths) - 1)))
+        if index in notes:
+            out.append(notes[index])
+    return out

@@ -1,0 +1,91 @@
+"""Logging: one line per request, text or JSON, with every line passed through redaction.
+
+Redaction sits in the handler's formatter rather than at call sites, so a secret that reaches a log call
+by accident (an upstream body quoted in an exception, say) is still masked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .redact import redact
+
+ACCESS_LOGGER = "gateway.access"
+
+
+class RedactingFormatter(logging.Formatter):
+    def __init__(self, json_format: bool, secrets: tuple[str, ...] = ()) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.json_format = json_format
+        self.secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.json_format:
+            payload: dict[str, Any] = {
+                "ts": round(record.created, 3),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+            payload.update(getattr(record, "fields", {}))
+            if record.exc_info:
+                payload["exc"] = self.formatException(record.exc_info)
+            text = json.dumps(payload, ensure_ascii=False, default=str)
+        else:
+            text = super().format(record)
+        return redact(text, self.secrets)
+
+
+_handler: logging.Handler | None = None
+
+
+def configure(level: str, json_format: bool, secrets: tuple[str, ...] = ()) -> None:
+    """Install one redacting handler on the ``gateway`` logger (idempotent: tests build many apps)."""
+    global _handler
+    logger = logging.getLogger("gateway")
+    if _handler is None:
+        _handler = logging.StreamHandler()
+        logger.addHandler(_handler)
+        logger.propagate = True
+    _handler.setFormatter(RedactingFormatter(json_format, secrets))
+    logger.setLevel(level)
+    for noisy in ("urllib3", "google.auth"):
+        logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))
+
+
+@dataclass
+class AccessRecord:
+    """What the access line says about one request; filled in as the request goes."""
+
+    method: str
+    path: str
+    family: str
+    started: float = field(default_factory=time.perf_counter)
+    model: str | None = None
+    status: int | None = None
+    stream: bool = False
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def emit(self, outcome: Any | None) -> None:
+        fields: dict[str, Any] = {
+            "method": self.method,
+            "path": self.path,
+            "family": self.family,
+            "model": self.model,
+            "status": self.status,
+            "stream": self.stream,
+            "latency_ms": round(self.elapsed() * 1000, 1),
+        }
+        if outcome is not None:
+            fields["account"] = outcome.account
+            fields["attempts"] = outcome.attempts
+            fields["tokens_in"] = outcome.usage.prompt_tokens
+            fields["tokens_out"] = outcome.usage.output_tokens + outcome.usage.thinking_tokens
+        line = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        logging.getLogger(ACCESS_LOGGER).info(line, extra={"fields": fields})

@@ -1,0 +1,69 @@
+"""API keys.
+
+Keys are compared in constant time against every configured key (hashed first so lengths match), so
+neither which key matched nor how much of it did leaks through timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+
+from .errors import AuthenticationFailed
+
+PUBLIC_PATHS = frozenset({"/health"})
+ADMIN_PATHS = frozenset({"/refresh-token", "/account-limits"})
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8")).digest()
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key a client sent: ``x-api-key`` (Anthropic style) or ``Authorization: Bearer`` (both SDKs)."""
+    key = headers.get("x-api-key")
+    if key:
+        return key.strip()
+    authorization = headers.get("Authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def key_matches(presented: str | None, keys: Iterable[str]) -> bool:
+    """Constant-time membership: every key is compared, whatever the outcome."""
+    if presented is None:
+        return False
+    candidate = _digest(presented)
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(candidate, _digest(key))
+    return matched
+
+
+class KeyChecker:
+    def __init__(self, api_keys: frozenset[str], admin_key: str | None) -> None:
+        self.api_keys = api_keys
+        self.admin_key = admin_key
+
+    @property
+    def enforcing(self) -> bool:
+        return bool(self.api_keys or self.admin_key)
+
+    def check(self, path: str, headers: Mapping[str, str]) -> None:
+        """Raise AuthenticationFailed unless the request may reach ``path``."""
+        if path in PUBLIC_PATHS:
+            return
+        presented = presented_key(headers)
+        if path in ADMIN_PATHS and self.admin_key:
+            if not key_matches(presented, [self.admin_key]):
+                raise AuthenticationFailed("this endpoint needs the admin key (GATEWAY_ADMIN_KEY)")
+            return
+        if not self.api_keys:
+            return
+        if presented is None:
+            raise AuthenticationFailed("missing API key: send it as x-api-key or Authorization: Bearer")
+        if not key_matches(presented, self.api_keys):
+            raise AuthenticationFailed("invalid API key")
