@@ -25,6 +25,7 @@ from gateway.config import Settings  # noqa: E402
 from gateway.errors import GatewayError  # noqa: E402
 from gateway.metrics import Metrics  # noqa: E402
 from gateway.render import anthropic as anthropic_render  # noqa: E402
+from gateway.render import openai as openai_render  # noqa: E402
 from gateway.runtime import Gateway  # noqa: E402
 from gateway.security import KeyChecker  # noqa: E402
 
@@ -32,9 +33,6 @@ log = logging.getLogger("gateway")
 
 _KINDS = {400: "invalid_request", 401: "authentication", 403: "permission", 404: "not_found",
           405: "invalid_request", 413: "too_large", 415: "invalid_request", 429: "rate_limited"}
-_OPENAI_TYPES = {"invalid_request": "invalid_request_error", "not_found": "invalid_request_error",
-                 "too_large": "invalid_request_error", "authentication": "authentication_error",
-                 "permission": "permission_error", "rate_limited": "rate_limit_error"}
 
 
 def api_family(path: str) -> str:
@@ -47,14 +45,12 @@ def api_family(path: str) -> str:
 
 def error_response(error: GatewayError) -> tuple[Response, int, dict[str, str]]:
     """Any error, in the API format of the path it happened on (OpenAI's shape outside /v1/messages)."""
-    headers = {}
-    if error.retry_after is not None:
-        headers["retry-after"] = str(max(1, int(error.retry_after + 0.999)))
     if api_family(request.path) == "anthropic":
+        headers = {}
+        if error.retry_after is not None:
+            headers["retry-after"] = str(max(1, int(error.retry_after + 0.999)))
         return jsonify(anthropic_render.error_body(error)), error.status, headers
-    body = {"error": {"message": error.message, "type": _OPENAI_TYPES.get(error.kind, "api_error"),
-                      "param": error.param, "code": None}}
-    return jsonify(body), error.status, headers
+    return jsonify(openai_render.error_body(error)), openai_render.error_status(error), openai_render.error_headers(error)
 
 
 def _is_loopback(host: str) -> bool:
@@ -80,6 +76,8 @@ def create_app(settings: Settings | None = None, *, pool: AccountPool | None = N
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["gateway"] = Gateway(settings, pool)
     app.extensions["metrics"] = metrics = Metrics()
+    app.extensions["gateway"].pool.on_rate_limit = lambda account, model: metrics.rate_limits.labels(
+        account.label, model).inc()
     keys = KeyChecker(settings.api_keys, settings.admin_key)
     app.register_blueprint(anthropic.bp)
     app.register_blueprint(openai.bp)

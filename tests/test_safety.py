@@ -168,18 +168,21 @@ def test_metrics_after_traffic(gateway, fake) -> None:
     with client.messages.stream(**ASK) as stream:
         stream.get_final_message()
     requests.post(f"{gateway.url}/v1/messages", json={**ASK, "model": "nope"}, timeout=5)
+    fake.enqueue(Reply.error(429, reason="QUOTA_EXHAUSTED", retry_delay="3600s"))
+    requests.post(f"{gateway.url}/v1/messages", json={**ASK, "model": "gemini-3-flash"}, timeout=5)
     # Requests are counted when their response closes, just after the client has read it.
     deadline = time.monotonic() + 3
     while True:
         text = requests.get(f"{gateway.url}/metrics", timeout=5).text
-        if 'status="404"} 1.0' in text or time.monotonic() > deadline:
+        if 'status="429"} 1.0' in text or time.monotonic() > deadline:
             break
         time.sleep(0.02)
     assert 'gateway_requests_total{family="anthropic",model="claude-sonnet-4-5",status="200"} 2.0' in text
     assert 'gateway_requests_total{family="anthropic",model="nope",status="404"} 1.0' in text
-    assert 'gateway_request_seconds_count{family="anthropic"} 3.0' in text
+    assert 'gateway_request_seconds_count{family="anthropic"} 4.0' in text
     assert 'gateway_tokens_total{direction="out",family="anthropic",model="claude-sonnet-4-5"}' in text
     assert "gateway_active_streams 0.0" in text
+    assert 'gateway_rate_limit_events_total{account="alice",model="gemini-3-flash"} 1.0' in text
 
 
 def test_no_secret_reaches_logs_or_responses(fake, accounts_file, caplog) -> None:

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -216,6 +216,8 @@ class AccountPool:
         self._checked_at = time.monotonic()
         # Seconds between two looks at the accounts file for changes.
         self.reload_interval = 1.0
+        # Told of every 429 (account, model): the metrics count them per account.
+        self.on_rate_limit: Callable[[Account, str], None] | None = None
 
     @classmethod
     def from_file(cls, settings: Settings) -> AccountPool:
@@ -319,6 +321,8 @@ class AccountPool:
         with self._lock:
             account.cooldowns[model] = time.time() + max(seconds, MIN_COOLDOWN)
         log.warning("account %s rate-limited on %s for %.1fs", account.label, model, seconds)
+        if self.on_rate_limit is not None:
+            self.on_rate_limit(account, model)
 
     def mark_invalid(self, account: Account, reason: str) -> None:
         """Take the account out of rotation and say why in the accounts file (``accounts list`` shows it)."""

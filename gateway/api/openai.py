@@ -20,7 +20,7 @@ from marshmallow import ValidationError
 from ..core.events import Event, SignatureDelta, ThinkingDelta, ToolCallEvent, collect
 from ..core.request import Request, Thinking, ToolCall
 from ..dispatch import Outcome
-from ..errors import GatewayError, InvalidRequest
+from ..errors import InvalidRequest
 from ..render import openai as render
 from ..runtime import current_gateway
 from ..schemas.common import first_error
@@ -33,11 +33,6 @@ from .streaming import prime, sse_response
 bp = Blueprint("openai", __name__)
 
 _ID_ALPHABET = string.ascii_letters + string.digits
-
-
-@bp.errorhandler(GatewayError)
-def gateway_error(error: GatewayError) -> tuple[Response, int, dict[str, str]]:
-    return jsonify(render.error_body(error)), render.error_status(error), render.error_headers(error)
 
 
 def load(body: dict[str, Any]) -> ChatRequest:

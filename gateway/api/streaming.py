@@ -13,6 +13,7 @@ Three things make a relay well-behaved:
 
 from __future__ import annotations
 
+import _socket
 import logging
 import queue
 import select
@@ -99,18 +100,38 @@ def client_socket(environ: dict[str, Any]) -> socket.socket | None:
 
 
 def _watch(sock: socket.socket, pump: _Pump) -> None:
-    """Wait until the client's socket reports EOF, then stop the pump (which aborts the upstream)."""
+    """Wait until the client's socket reports EOF, then stop the pump (which aborts the upstream).
+
+    Once the response is over the socket belongs to the server again, which reads the next keep-alive request
+    from it: the watcher then leaves it alone.
+    """
     try:
         while not pump.stopped.is_set():
             readable, _, _ = select.select([sock], [], [], WATCH_INTERVAL)
             if not readable:
                 continue
-            if sock.recv(1, socket.MSG_PEEK) == b"":
+            if not pump.stopped.is_set() and _peer_closed(sock):
                 log.info("client disconnected, releasing the upstream")
                 pump.stop()
             return  # EOF handled, or the client sent data (a pipelined request): stop watching
     except (OSError, ValueError):
         pump.stop()
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """Peek at the socket without ever blocking.
+
+    A blocking peek on a gevent socket waits alongside the server's own read of the next keep-alive request,
+    and gevent refuses two waiters on one socket: under load the server's read failed and the client's next
+    request was lost. The peek therefore goes through an unpatched socket object on the same descriptor.
+    """
+    peek = _socket.socket(fileno=sock.fileno())
+    try:
+        return peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    finally:
+        peek.detach()
 
 
 def sse_response(
