@@ -14,6 +14,7 @@ Three things make a relay well-behaved:
 from __future__ import annotations
 
 import _socket
+import _thread
 import logging
 import queue
 import select
@@ -33,6 +34,16 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _EVENT, _END, _ERROR = 0, 1, 2
 # How often the disconnect watcher re-checks whether the stream is over.
 WATCH_INTERVAL = 1.0
+
+
+def spawn(target: Callable[..., None], *args: Any) -> None:
+    """Run ``target`` concurrently: a bare greenlet under gevent's patching, an OS thread without it.
+
+    ``_thread`` rather than ``threading.Thread``: the Thread object and its locks cost several KB per stream,
+    and with thousands of streams open that showed in the RSS per stream (docs/performance.md). Nothing
+    joins these workers; each ends on its own when its stream does.
+    """
+    _thread.start_new_thread(target, args)
 
 
 def prime(events: Iterator[Event]) -> Iterator[Event]:
@@ -58,10 +69,9 @@ class _Pump:
         self.abort = abort
         self.queue: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=256)
         self.stopped = threading.Event()
-        self.worker = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
-        self.worker.start()
+        spawn(self._run)
 
     def stop(self) -> None:
         """The client is gone or the response ended: release the upstream without waiting for it."""
@@ -106,16 +116,31 @@ def _watch(sock: socket.socket, pump: _Pump) -> None:
     from it: the watcher then leaves it alone.
     """
     try:
+        readable = _readability(sock)
         while not pump.stopped.is_set():
-            readable, _, _ = select.select([sock], [], [], WATCH_INTERVAL)
-            if not readable:
+            if not readable(WATCH_INTERVAL):
                 continue
             if not pump.stopped.is_set() and _peer_closed(sock):
                 log.info("client disconnected, releasing the upstream")
                 pump.stop()
             return  # EOF handled, or the client sent data (a pipelined request): stop watching
-    except (OSError, ValueError):
+    except OSError as exc:
+        log.info("client socket failed (%s), releasing the upstream", exc)
         pump.stop()
+
+
+def _readability(sock: socket.socket) -> Callable[[float], bool]:
+    """A wait for the socket to become readable, usable on any descriptor.
+
+    ``select.select`` refuses descriptors from 1024 up (FD_SETSIZE), and a gateway holding a few hundred
+    streams has such descriptors (each stream also holds an upstream socket). That refusal once stopped the
+    stream at its next ping: it ended cleanly but without ``message_stop``. ``poll`` has no such limit.
+    """
+    if not hasattr(select, "poll"):
+        return lambda timeout: bool(select.select([sock], [], [], timeout)[0])
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLPRI)
+    return lambda timeout: bool(poller.poll(timeout * 1000))
 
 
 def _peer_closed(sock: socket.socket) -> bool:
@@ -155,7 +180,7 @@ def sse_response(
             metrics.active_streams.inc()
         pump.start()
         if sock is not None:
-            threading.Thread(target=_watch, args=(sock, pump), daemon=True).start()
+            spawn(_watch, sock, pump)
         try:
             while True:
                 try:

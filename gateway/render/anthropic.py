@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Any
 
@@ -20,6 +19,7 @@ from ..core.events import (
     Usage,
     UsageEvent,
 )
+from .. import fastjson
 from ..errors import GatewayError
 
 ERROR_TYPES = {
@@ -81,7 +81,7 @@ def message_body(response: Response, model: str, msg_id: str | None = None) -> d
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
+    return b"event: %s\ndata: %s\n\n" % (event.encode(), fastjson.dumps(data))
 
 
 PING = sse("ping", {"type": "ping"})
@@ -125,7 +125,7 @@ class StreamRenderer:
         elif isinstance(event, ToolCallEvent):
             out += self._close()
             out += self._start("tool_use", {"type": "tool_use", "id": event.id, "name": event.name, "input": {}})
-            partial = json.dumps(event.arguments, separators=(",", ":"), ensure_ascii=False)
+            partial = fastjson.dumps_text(event.arguments)
             out.append(self._delta({"type": "input_json_delta", "partial_json": partial}))
             out += self._close()
         elif isinstance(event, Finish):

@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 
+from .. import fastjson
 from ..accounts.pool import Account
 from ..config import Settings
 from .errors import UpstreamConnectionError, UpstreamHTTPError
@@ -98,6 +99,38 @@ class CloudCodeClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.base_urls = settings.cloudcode_urls
+        self._environments: dict[tuple[int, str], dict[str, Any]] = {}
+
+    def _send(
+        self,
+        session: requests.Session,
+        url: str,
+        params: dict[str, str] | None,
+        data: bytes,
+        headers: dict[str, str],
+        timeout: tuple[float, float],
+        stream: bool,
+    ) -> requests.Response:
+        """POST through the session's adapter (its connection pool), skipping ``Session.request``.
+
+        ``Session.request`` re-reads the environment for proxies and CA bundles (walking all of ``os.environ``
+        twice) and looks for a ``.netrc`` file on every call: more than a third of the gateway's CPU per request
+        in the benchmark (docs/performance.md). The environment is read once per session and base URL instead,
+        with the same result; the upstream sets no cookies and sends no redirects, the rest of what it adds.
+        """
+        prepared = requests.Request("POST", url, params=params, data=data,
+                                    headers={**session.headers, **headers}).prepare()
+        base = url.split("/v1internal:", 1)[0]
+        key = (id(session), base)
+        environment = self._environments.get(key)
+        if environment is None:
+            environment = session.merge_environment_settings(base, {}, stream, None, None)
+            environment.pop("stream", None)
+            self._environments[key] = environment
+        response = session.get_adapter(url).send(prepared, stream=stream, timeout=timeout, **environment)
+        if not stream:
+            response.content  # noqa: B018 - read now, releasing the connection, as Session.send does
+        return response
 
     # -- generation -------------------------------------------------------------------------------
 
@@ -174,20 +207,14 @@ class CloudCodeClient:
         stream: bool = False,
     ) -> requests.Response:
         """POST to each base URL in turn until one answers with something other than 429/5xx."""
-        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        data = fastjson.dumps(body)
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
         last: Exception | None = None
         for index, base in enumerate(self.base_urls):
             request_headers = {**self.headers(account), **(headers or {})}
             try:
-                response = account.session.post(
-                    f"{base}/v1internal:{method}",
-                    params=params,
-                    data=data,
-                    headers=request_headers,
-                    timeout=timeout,
-                    stream=stream,
-                )
+                response = self._send(account.session, f"{base}/v1internal:{method}", params, data,
+                                      request_headers, timeout, stream)
             except requests.RequestException as exc:
                 last = UpstreamConnectionError(f"{base} unreachable: {type(exc).__name__}")
                 log.warning("upstream %s %s: %s", method, base, type(exc).__name__)

@@ -1,0 +1,212 @@
+"""Claude Code itself (``claude -p``) against the gateway, with the strict fake upstream behind it.
+
+Claude Code hides broken streams: when a stream is malformed it silently asks again with ``stream: false`` and
+still prints an answer. So besides the printed output, every test checks what reached the gateway: each
+``/v1/messages`` request must have asked for a stream and been answered 200.
+
+The CLI comes from the npm registry (``.ci/run`` installs a pinned version into a cache directory). In CI a
+missing binary fails these tests, because a skip would hide that Claude Code was never tried; elsewhere they
+skip with the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import GatewayServer
+from tests.fake_cloudcode import FakeCloudCode
+
+CLAUDE_CODE_VERSION = "2.1.332"
+RUN_TIMEOUT = 180
+# printf builds the marker, so it appears in the answer only if Claude Code really ran the command.
+BASH_ARGS = {"command": "printf 'tool-%s' output-42", "description": "Print a marker"}
+MARKER = "tool-output-42"
+MODELS = ["claude-sonnet-4-5-thinking", "gemini-3-flash"]
+
+
+def cache_dir() -> Path:
+    """Where ``.ci/run`` installs Claude Code; kept between CI runs when the machine is."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gateway-ci" / "claude-code"
+
+
+def find_claude() -> Path | None:
+    """``CLAUDE_CODE_BIN`` if set, else the CI cache's ``node_modules/.bin/claude``."""
+    explicit = os.environ.get("CLAUDE_CODE_BIN")
+    candidate = Path(explicit) if explicit else cache_dir() / "node_modules" / ".bin" / "claude"
+    return candidate if candidate.exists() and os.access(candidate, os.X_OK) else None
+
+
+@pytest.fixture(scope="module")
+def claude_bin() -> Path:
+    binary = find_claude()
+    if binary is None:
+        reason = (f"Claude Code not found: set CLAUDE_CODE_BIN or install it with "
+                  f"`npm install --prefix {cache_dir()} @anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}` "
+                  f"(.ci/run does)")
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return binary
+
+
+@dataclass
+class Seen:
+    """One request as it reached the gateway's WSGI app, and the status it was answered with."""
+
+    method: str
+    path: str
+    body: Any
+    status: int | None = None
+
+    @property
+    def stream(self) -> Any:
+        return self.body.get("stream") if isinstance(self.body, dict) else None
+
+
+class RequestLog:
+    """WSGI middleware that records every request body before the gateway reads it.
+
+    Reading the body here, rather than relying on the access log, records requests that fail validation too,
+    and records them before the response ends (the access line is written only when the response closes).
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.seen: list[Seen] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(raw)
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        seen = Seen(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), body)
+        self.seen.append(seen)
+
+        def recording_start_response(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            seen.status = int(status.split()[0])
+            return start_response(status, headers, *args)
+
+        return self.app(environ, recording_start_response)
+
+    def messages(self) -> list[Seen]:
+        return [s for s in self.seen if s.method == "POST" and s.path == "/v1/messages"]
+
+
+@pytest.fixture
+def seen(gateway: GatewayServer) -> RequestLog:
+    log = RequestLog(gateway.app.wsgi_app)
+    gateway.app.wsgi_app = log  # type: ignore[attr-defined]
+    return log
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def explain(self) -> str:
+        return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr[-3000:]}"
+
+
+def run_claude(binary: Path, gateway_url: str, model: str, prompt: str, tmp_path: Path) -> Run:
+    """``claude -p`` with an empty HOME and cwd, so no user settings, login or project files leak in."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "TMPDIR": str(tmp_path),
+        "ANTHROPIC_BASE_URL": gateway_url,
+        "ANTHROPIC_AUTH_TOKEN": "any",
+        "ANTHROPIC_MODEL": model,
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": "gemini-3-flash",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_AUTOUPDATER": "1",
+    }
+    command = [str(binary), "-p", "--allowedTools", "Bash", "--", prompt]
+    done = subprocess.run(command, env=env, cwd=work, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT)
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def assert_all_streamed(log: RequestLog, expected: int) -> None:
+    """Every /v1/messages request asked for a stream and got a 200: no silent non-streaming fallback."""
+    requests = log.messages()
+    summary = [(s.stream, s.status) for s in requests]
+    assert len(requests) == expected, summary
+    assert all(s.stream is True and s.status == 200 for s in requests), summary
+
+
+def function_responses(fake: FakeCloudCode) -> list[dict[str, Any]]:
+    parts = []
+    for recorded in fake.generate_requests():
+        for content in recorded.body["request"]["contents"]:
+            parts += [p["functionResponse"] for p in content.get("parts", []) if "functionResponse" in p]
+    return parts
+
+
+def test_claude_code_version(claude_bin: Path) -> None:
+    """The pinned version is the one tested: a different CLI may send different requests."""
+    done = subprocess.run([str(claude_bin), "--version"], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, env={**os.environ, "DISABLE_AUTOUPDATER": "1"})
+    assert done.stdout.split()[0] == CLAUDE_CODE_VERSION, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_plain_answer(claude_bin: Path, gateway: GatewayServer, fake: FakeCloudCode, seen: RequestLog,
+                      model: str, tmp_path: Path) -> None:
+    run = run_claude(claude_bin, gateway.url, model, "Reply with the word pineapple-17", tmp_path)
+
+    assert run.returncode == 0, run.explain()
+    assert "Echo: Reply with the word pineapple-17" in run.stdout, run.explain()
+    assert_all_streamed(seen, 1)
+    generated = fake.generate_requests()
+    assert [(r.method, r.body["model"], r.status) for r in generated] == [("streamGenerateContent", model, 200)]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_bash_tool_round_trip(claude_bin: Path, gateway: GatewayServer, fake: FakeCloudCode, seen: RequestLog,
+                              model: str, tmp_path: Path) -> None:
+    """The fake asks for Bash; Claude Code runs it and sends the output back; the answer quotes it."""
+    run = run_claude(claude_bin, gateway.url, model, f"call tool Bash with {json.dumps(BASH_ARGS)}", tmp_path)
+
+    assert run.returncode == 0, run.explain()
+    assert f"Tool result received: {MARKER}" in run.stdout, run.explain()
+    assert_all_streamed(seen, 2)
+    first, second = seen.messages()
+    assert "Bash" in {tool.get("name") for tool in first.body.get("tools", [])}
+    tool_use = [b for b in second.body["messages"][-2]["content"] if b.get("type") == "tool_use"]
+    assert [(b["name"], b["input"]) for b in tool_use] == [("Bash", BASH_ARGS)]
+    responses = function_responses(fake)
+    assert [r["name"] for r in responses] == ["Bash"]
+    assert MARKER in json.dumps(responses[0]["response"])
+
+
+def test_bin_lookup_prefers_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``CLAUDE_CODE_BIN`` wins over the cache, and a path that is not an executable counts as missing."""
+    fake_bin = tmp_path / "claude"
+    fake_bin.write_text("#!/bin/sh\n")
+    monkeypatch.setenv("CLAUDE_CODE_BIN", str(fake_bin))
+    assert find_claude() is None
+    fake_bin.chmod(0o755)
+    assert find_claude() == fake_bin
+    monkeypatch.delenv("CLAUDE_CODE_BIN")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert cache_dir() == tmp_path / "cache" / "gateway-ci" / "claude-code"
+    assert find_claude() is None
