@@ -24,29 +24,37 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def upstream_env(fake, accounts_file) -> dict[str, str]:  # noqa: ANN001
+    return {**os.environ, "GATEWAY_ACCOUNTS_FILE": str(accounts_file), "GATEWAY_CLOUDCODE_URLS": fake.base_url,
+            "GATEWAY_OAUTH_TOKEN_URL": fake.token_url}
+
+
+def start_gunicorn(env: dict[str, str], bind: str, *options: str, stderr=subprocess.DEVNULL) -> subprocess.Popen:  # noqa: ANN001
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-k", "gevent", "--no-control-socket", *options, "-b", bind, "wsgi:app"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+    )
+
+
+def wait_healthy(url: str) -> bool:
+    """Wait for the first answer: a worker still booting also delays gunicorn's shutdown."""
+    for _ in range(100):
+        try:
+            requests.get(f"{url}/health", timeout=1)
+            return True
+        except requests.RequestException:
+            time.sleep(0.1)
+    return False
+
+
 @pytest.fixture
 def gunicorn_url(fake, accounts_file):
     port = free_port()
-    env = {
-        **os.environ,
-        "GATEWAY_ACCOUNTS_FILE": str(accounts_file),
-        "GATEWAY_CLOUDCODE_URLS": fake.base_url,
-        "GATEWAY_OAUTH_TOKEN_URL": fake.token_url,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "2", "--no-control-socket",
-         "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+    process = start_gunicorn(upstream_env(fake, accounts_file), f"127.0.0.1:{port}", "-w", "2",
+                             stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                requests.get(f"{url}/health", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
-        else:
+        if not wait_healthy(url):
             pytest.fail("gunicorn did not start: " + process.stderr.read1(4000).decode())
         yield url
     finally:
@@ -72,21 +80,11 @@ def test_sigterm_lets_in_flight_streams_finish(fake, accounts_file) -> None:
     import threading
 
     port = free_port()
-    env = {**os.environ, "GATEWAY_ACCOUNTS_FILE": str(accounts_file), "GATEWAY_CLOUDCODE_URLS": fake.base_url,
-           "GATEWAY_OAUTH_TOKEN_URL": fake.token_url}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--graceful-timeout", "10",
-         "--no-control-socket", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    process = start_gunicorn(upstream_env(fake, accounts_file), f"127.0.0.1:{port}", "-w", "1",
+                             "--graceful-timeout", "10")
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                requests.get(f"{url}/health", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
+        assert wait_healthy(url)
         fake.enqueue(Reply(text="slow answer that outlives the signal", chunks=4, stall_after=1, stall_seconds=1.5))
         response = requests.post(f"{url}/v1/messages", stream=True, timeout=20, json={
             "model": "claude-sonnet-4-5", "max_tokens": 50, "stream": True,
@@ -112,21 +110,9 @@ def test_warns_when_exposed_without_keys(accounts_file, tmp_path) -> None:
     env.pop("GATEWAY_API_KEYS", None)
     log_path = tmp_path / "gunicorn.log"
     with log_path.open("w") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--no-control-socket",
-             "-b", f"0.0.0.0:{port}", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file,
-        )
+        process = start_gunicorn(env, f"0.0.0.0:{port}", "-w", "1", stderr=log_file)
     try:
-        deadline = time.monotonic() + 20
-        while "without API keys" not in log_path.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for _ in range(100):  # a worker still booting delays gunicorn's shutdown
-            try:
-                requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
+        assert wait_healthy(f"http://127.0.0.1:{port}")
         output = log_path.read_text()
         assert "without API keys" in output
         assert "MonkeyPatchWarning" not in output
