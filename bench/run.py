@@ -1,6 +1,6 @@
 """Run every benchmark and print the table of docs/performance.md.
 
-    python bench/run.py            # everything, about 8 minutes
+    python bench/run.py            # everything, about 10 minutes
     python bench/run.py --quick    # shorter runs, fewer streams: a smoke test of the harness
     python bench/run.py --profile  # also py-spy one worker under load and print where its time goes
 
@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ LUA = ROOT / "bench" / "wrk" / "post.lua"
 HOST = "127.0.0.1"
 REPEAT = 3
 UPSTREAM_PATH = "/v1internal:streamGenerateContent?alt=sse"
-PHASES = ["throughput", "latency", "ttfb", "streams", "translate"]
+PHASES = ["throughput", "latency", "ttfb", "streams", "translate", "floor"]
 TARGETS = {
     "messages_rps": 1700, "stream_rps": 1500, "p50_added_ms": 1.0, "p99_added_ms": 5.0,
     "streams_held": 5000, "kb_per_stream": 40, "translate_ms": 0.3,
@@ -63,6 +64,8 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
         try:
             urllib.request.urlopen(url, timeout=1).read()
             return
+        except urllib.error.HTTPError:
+            return  # it answered
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout}s")
@@ -319,6 +322,31 @@ def slow_streams(up: Server, workdir: Path, count: int, chunk_delay: float) -> t
     return rows, res
 
 
+def floor(up: Server, workdir: Path, files: dict[str, Path], seconds: float) -> tuple[list[Row], dict]:
+    """Trivial apps (bench/floor_apps.py) under the Procfile's gunicorn command: what the stack costs alone."""
+    rows, raw = [], {}
+    base = raw["upstream_50"] = wrk(up.url + UPSTREAM_PATH, files["upstream"], 50, seconds)
+    apps = [("raw", "bare WSGI app"), ("flask", "Flask view, JSON in and out"),
+            ("flask_upstream", "Flask view + one requests call to the upstream")]
+    for name, label in apps:
+        port = free_port()
+        argv = procfile_command(port, [])
+        argv[-1] = f"bench.floor_apps:{name}"
+        env = {**os.environ, "BENCH_UPSTREAM": up.url, "HOME": str(workdir)}
+        with (workdir / "floor.log").open("a") as log:
+            server = Server(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
+                            f"http://{HOST}:{port}")
+        with running(server):
+            wait_http(server.url + "/", timeout=20)
+            wrk_once(server.url + "/v1/messages", files["messages"], 20, 2)
+            res = raw[name] = wrk_with_cpu(server, server.url + "/v1/messages", files["messages"], 50, seconds)
+            one = raw[f"{name}_1"] = wrk(server.url + "/v1/messages", files["messages"], 1, seconds)
+        rows.append(Row(f"floor: {label}, 50 clients ({res['cpu_ms_per_request']:.2f} ms CPU per request, "
+                        f"p50 {one['p50_us'] / 1000:.2f} ms at 1 client)", f"{res['rps']:,.0f} req/s",
+                        f"{base['rps']:,.0f} req/s", f"{res['rps'] / base['rps']:.2f}", "", ""))
+    return rows, raw
+
+
 def translation() -> tuple[list[Row], dict]:
     res = translate.measure(50_000)
     ms = res["translate_ms"]
@@ -431,6 +459,10 @@ def main(argv: list[str] | None = None) -> None:
                     if args.profile:
                         print("profile ...", flush=True)
                         report = profile(gw, files, args.seconds, workdir)
+            if "floor" in args.only:
+                print("floor ...", flush=True)
+                found, raw["floor"] = floor(up, workdir, files, args.seconds)
+                rows += found
             if "streams" in args.only:
                 print(f"{args.streams} slow streams ...", flush=True)
                 found, raw["streams"] = slow_streams(up, workdir, args.streams, args.chunk_delay)

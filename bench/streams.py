@@ -133,7 +133,7 @@ def hold(url: str, body: bytes, count: int, pids: list[int], ramp: float, timeou
     state = Hold()
     idle = rss_kb(pids)
     best = {"held": 0, "rss_kb": idle, "at_s": 0.0}
-    timeline: list[tuple[float, int, int, int, int]] = []
+    timeline: list[tuple[float, int, int, int, int]] = []  # (seconds, open, held, done, rss_kb)
     started = time.monotonic()
     pool = Pool(count)
 
@@ -157,7 +157,7 @@ def hold(url: str, body: bytes, count: int, pids: list[int], ramp: float, timeou
             "errors": state.errors, "idle_rss_kb": idle, "peak_rss_kb": best["rss_kb"],
             "kb_per_stream": round(added / best["held"], 1) if best["held"] else None,
             "peak_at_s": best["at_s"], "elapsed_s": round(time.monotonic() - started, 1),
-            "timeline (s, open, held, done, rss_kb)": timeline[::4]}
+            "timeline": timeline[::4]}  # every 2 s: (seconds, open, held, done, rss_kb)
 
 
 def raise_nofile() -> None:

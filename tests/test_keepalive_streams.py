@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,35 +19,22 @@ import pytest
 import requests
 
 from tests.fake_cloudcode import FakeCloudCode
+from tests.test_gunicorn import free_port, start_gunicorn, upstream_env, wait_healthy
 
-ROOT = Path(__file__).resolve().parent.parent
 CLIENTS, REQUESTS_EACH = 6, 15
 
 
 @pytest.fixture
 def gunicorn(fake: FakeCloudCode, accounts_file: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """The gateway under gunicorn with gevent workers; yields its URL and its log file."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    """The gateway under gunicorn with gevent workers; yields its URL and the file its stderr goes to."""
+    port = free_port()
     log = tmp_path / "gunicorn.log"
-    env = {**os.environ, "GATEWAY_ACCOUNTS_FILE": str(accounts_file), "GATEWAY_CLOUDCODE_URLS": fake.base_url,
-           "GATEWAY_OAUTH_TOKEN_URL": fake.token_url, "GATEWAY_LOG_LEVEL": "WARNING"}
+    env = {**upstream_env(fake, accounts_file), "GATEWAY_LOG_LEVEL": "WARNING"}
     with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "2", "--no-control-socket",
-             "-b", f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=env, stdout=output, stderr=output)
+        process = start_gunicorn(env, f"127.0.0.1:{port}", "-w", "2", stderr=output)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                requests.get(f"{url}/health", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
-        else:
+        if not wait_healthy(url):
             pytest.fail("gunicorn did not start: " + log.read_text()[-2000:])
         yield url, log
     finally:

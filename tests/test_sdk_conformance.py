@@ -18,6 +18,7 @@ import anthropic
 import openai
 import pydantic
 import pytest
+import requests
 from anthropic import beta_tool
 
 from tests.conftest import GatewayServer
@@ -171,8 +172,6 @@ def test_anthropic_streaming_tool_runner(client: anthropic.Anthropic, fake: Fake
 
 def test_anthropic_thread_continue_is_refused_as_not_found(gateway: GatewayServer) -> None:
     """What the SDK's recovery keys on: ``error.details.error_code`` of a 4xx answer."""
-    import requests
-
     response = requests.post(f"{gateway.url}/v1/messages", headers={"x-api-key": "k"}, timeout=10, json={
         "model": "gemini-3-flash", "max_tokens": 10, "thread": {"type": "continue", "previous_message_id": "msg_1"},
         "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "x"}]}]})
