@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import anthropic
@@ -17,6 +19,13 @@ from gateway.config import Settings
 from tests.fake_cloudcode import FakeCloudCode
 
 REFRESH_TOKEN = "1//refresh-token-alice-SECRET"
+# A real 1x1 PNG, base64.
+PNG = base64.b64encode(
+    bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4f20000000049454e44ae426082"
+    )
+).decode()
 
 
 @dataclass
@@ -88,3 +97,25 @@ def gateway(fake: FakeCloudCode, accounts_file: Path) -> Iterator[GatewayServer]
 @pytest.fixture
 def client(gateway: GatewayServer) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=gateway.url, api_key="any-key", max_retries=0, timeout=30)
+
+
+@pytest.fixture
+def image_server() -> Iterator[str]:
+    """The base URL of a local server answering PNG bytes (for image URLs the gateway must fetch)."""
+    raw = base64.b64decode(PNG)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anthropic
 import pytest
 import requests
 
+from tests.conftest import PNG
 from tests.fake_cloudcode import Reply
 
-PNG = base64.b64encode(
-    bytes.fromhex(
-        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-        "1f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4f20000000049454e44ae426082"
-    )
-).decode()
 WEATHER_TOOL = {
     "name": "get_weather",
     "description": "Current weather for a city",
@@ -160,32 +152,14 @@ def test_base64_image(client, fake) -> None:
     assert parts[0] == {"inlineData": {"mimeType": "image/png", "data": PNG}}
 
 
-def test_url_image_is_fetched_and_inlined(client, fake) -> None:
-    raw = base64.b64decode(PNG)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        client.messages.create(
-            model="gemini-3-flash", max_tokens=100,
-            messages=[{"role": "user", "content": [
-                {"type": "image", "source": {"type": "url", "url": f"http://127.0.0.1:{server.server_port}/cat.png"}},
-                {"type": "text", "text": "describe"},
-            ]}],
-        )
-    finally:
-        server.shutdown()
+def test_url_image_is_fetched_and_inlined(client, fake, image_server) -> None:
+    client.messages.create(
+        model="gemini-3-flash", max_tokens=100,
+        messages=[{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": f"{image_server}/cat.png"}},
+            {"type": "text", "text": "describe"},
+        ]}],
+    )
     part = last_generate(fake)["request"]["contents"][0]["parts"][0]
     assert part == {"inlineData": {"mimeType": "image/png", "data": PNG}}
 

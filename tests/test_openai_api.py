@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import openai
@@ -19,7 +17,7 @@ import requests
 
 from tests.conftest import gateway_settings, serve
 from tests.fake_cloudcode import SENTINEL_SIGNATURE, Reply
-from tests.test_anthropic_api import PNG
+from tests.conftest import PNG
 
 WEATHER = {
     "type": "function",
@@ -231,27 +229,6 @@ def test_data_url_image(oai, fake, stream) -> None:
     ]}])
     assert last_generate(fake)["contents"][0]["parts"] == [
         {"text": "what is this?"}, {"inlineData": {"mimeType": "image/png", "data": PNG}}]
-
-
-@pytest.fixture
-def image_server():  # noqa: ANN201 - the base URL of a local server answering PNG bytes
-    raw = base64.b64decode(PNG)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
 
 
 @pytest.mark.parametrize("stream", [False, True])
