@@ -12,10 +12,8 @@ from .accounts.pool import AccountPool
 from .catalog import Catalog
 from .config import Settings
 from .dispatch import Dispatcher
-from .errors import GatewayError
 from .translate.signatures import SignatureRegistry
 from .upstream.client import CloudCodeClient
-from .upstream.errors import UpstreamConnectionError, UpstreamHTTPError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +49,7 @@ class Gateway:
                     self.catalog.update_from_listing(listing)
                     self.pool.record_quotas(account, listing)
                     return
-                except (GatewayError, UpstreamHTTPError, UpstreamConnectionError, Exception) as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - a failed listing must not fail /v1/models
                     log.warning("model listing via %s failed: %s", account.label, type(exc).__name__)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import requests
+import urllib3.exceptions
 
 from .. import fastjson
 from ..accounts.pool import Account
@@ -53,12 +54,9 @@ class UpstreamStream:
                 self.received_bytes += len(chunk)
                 yield from _chunks(parser.feed(chunk))
             yield from _chunks(parser.close())
-        except (requests.RequestException, OSError, ValueError) as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            # raw.read1 raises urllib3's own errors (ProtocolError, ReadTimeoutError), not requests'.
             raise UpstreamConnectionError(f"upstream stream broke: {type(exc).__name__}") from None
-        except Exception as exc:  # urllib3's ProtocolError and friends
-            if type(exc).__module__.startswith("urllib3"):
-                raise UpstreamConnectionError(f"upstream stream broke: {type(exc).__name__}") from None
-            raise
 
     def close(self) -> None:
         with self._lock:
