@@ -125,7 +125,7 @@ def start_upstream(log: Path) -> Server:
 def procfile_command(port: int, extra: list[str]) -> list[str]:
     """The Procfile's ``web`` line, on loopback, with ``extra`` options appended (gunicorn: last one wins)."""
     line = next(x for x in (ROOT / "Procfile").read_text().splitlines() if x.startswith("web:"))
-    line = line.split(":", 1)[1].replace("${WEB_CONCURRENCY:-2}", os.environ.get("WEB_CONCURRENCY", "2"))
+    line = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: os.environ.get(m.group(1), m.group(2)), line.split(":", 1)[1])
     line = line.replace("$PORT", str(port)).replace("0.0.0.0", HOST)
     argv = shlex.split(line)
     argv[0] = str(BIN / argv[0])
@@ -349,10 +349,14 @@ def floor(up: Server, workdir: Path, files: dict[str, Path], seconds: float) -> 
 
 def translation() -> tuple[list[Row], dict]:
     res = translate.measure(50_000)
-    ms = res["translate_ms"]
-    rows = [Row(f"translate a {res['request_bytes'] / 1000:.0f} KB Claude Code request (schema + build)",
-                f"{ms:.3f} ms", f"{res['json_loads_ms']:.3f} ms json.loads", f"{ms / res['json_loads_ms']:.1f}x",
-                f"<= {TARGETS['translate_ms']} ms", "yes" if ms <= TARGETS["translate_ms"] else "no")]
+    rows = []
+    # Cleaned tool schemas are cached: a session's first turn misses (cold), its later turns hit (warm).
+    for key, turn in (("translate_cold_ms", "first turn"), ("translate_warm_ms", "repeat turn")):
+        ms = res[key]
+        rows.append(Row(f"translate a {res['request_bytes'] / 1000:.0f} KB Claude Code request (schema + build), "
+                        f"{turn}", f"{ms:.3f} ms", f"{res['json_loads_ms']:.3f} ms json.loads",
+                        f"{ms / res['json_loads_ms']:.1f}x", f"<= {TARGETS['translate_ms']} ms",
+                        "yes" if ms <= TARGETS["translate_ms"] else "no"))
     return rows, res
 
 

@@ -28,9 +28,14 @@ def json_body() -> dict[str, Any]:
     if limit is not None and len(data) >= limit:
         raise too_large()
     try:
-        body = json.loads(data)
+        body = json.loads(data, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
     return body
+
+
+def _not_json(constant: str) -> None:
+    """NaN and the infinities: the ``json`` module takes them, JSON (and the upstream) does not."""
+    raise ValueError(f"{constant} is not a JSON value")

@@ -30,7 +30,7 @@ from ..core.request import (
     ToolChoice,
     ToolResult,
 )
-from .common import AnyOf, StrictBoolean, StrictFloat, StrictInteger
+from .common import AnyOf, ItemList, StrictBoolean, StrictFloat, StrictInteger
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class _Invalid(ValidationError):
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], path: str, what: str) -> Any:
+    if value.__class__ is kind:
+        return value  # The common case, decided without the checks below.
     if not isinstance(value, kind) or isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
         raise _Invalid(path, f"must be {what}")
     return value
@@ -267,9 +269,9 @@ class CountTokensSchema(Schema):
         unknown = EXCLUDE
 
     model = fields.String(required=True, validate=validate.Length(min=1))
-    messages = fields.List(fields.Raw(), required=True)
+    messages = ItemList(required=True)
     system = AnyOf(str, list, type_names="a string or a list of text blocks", allow_none=True)
-    tools = fields.List(fields.Dict(), allow_none=True)
+    tools = ItemList(objects=True, allow_none=True)
     tool_choice = fields.Dict(allow_none=True)
     thinking = fields.Dict(allow_none=True)
     output_config = fields.Dict(allow_none=True)

@@ -6,9 +6,10 @@ reject both with a message naming the field, as the real APIs do.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import ValidationError, fields
+from marshmallow import ValidationError, fields, utils
 
 
 class StrictInteger(fields.Integer):
@@ -45,6 +46,45 @@ class AnyOf(fields.Raw):
             raise ValidationError(f"must be {self.type_names}")
         if not isinstance(value, self.types):
             raise ValidationError(f"must be {self.type_names}")
+        return value
+
+
+class ItemList(fields.Field):
+    """``fields.List(fields.Raw())``, or with ``objects`` ``fields.List(fields.Dict())``: same checks and messages.
+
+    marshmallow's List calls its inner field once per item (and Dict copies each object), which was a good
+    part of loading a Claude Code request with its dozens of messages and tools. The loader checks each item's
+    structure anyway, so here the items are only checked for null (and for being objects), in one loop.
+    """
+
+    default_error_messages = {
+        "invalid": "Not a valid list.",
+        "null_item": "Field may not be null.",
+        "not_object": "Not a valid mapping type.",
+    }
+
+    def __init__(self, *, objects: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.objects = objects
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
+        if value.__class__ is not list:
+            if not utils.is_collection(value):
+                raise self.make_error("invalid")
+            value = list(value)
+        if self.objects:
+            if all(item.__class__ is dict for item in value):
+                return value
+        elif None not in value:
+            return value
+        errors: dict[int, list[str]] = {}
+        for index, item in enumerate(value):
+            if item is None:
+                errors[index] = [self.error_messages["null_item"]]
+            elif self.objects and not isinstance(item, Mapping):
+                errors[index] = [self.error_messages["not_object"]]
+        if errors:
+            raise ValidationError(errors)
         return value
 
 

@@ -33,7 +33,7 @@ from ..core.request import (
     ToolChoice,
     ToolResult,
 )
-from .common import AnyOf, StrictBoolean, StrictFloat, StrictInteger
+from .common import AnyOf, ItemList, StrictBoolean, StrictFloat, StrictInteger
 
 log = logging.getLogger(__name__)
 
@@ -394,10 +394,10 @@ class ChatCompletionSchema(Schema):
         unknown = EXCLUDE
 
     model = fields.String(required=True, validate=validate.Length(min=1))
-    messages = fields.List(fields.Raw(), required=True)
-    tools = fields.List(fields.Raw(), allow_none=True)
+    messages = ItemList(required=True)
+    tools = ItemList(allow_none=True)
     tool_choice = AnyOf(str, dict, type_names="a string or an object", allow_none=True)
-    functions = fields.List(fields.Dict(), allow_none=True)
+    functions = ItemList(objects=True, allow_none=True)
     function_call = AnyOf(str, dict, type_names="a string or an object", allow_none=True)
     parallel_tool_calls = StrictBoolean(allow_none=True)
     max_tokens = StrictInteger(validate=validate.Range(min=1), allow_none=True)

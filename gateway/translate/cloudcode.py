@@ -36,8 +36,9 @@ from ..core.request import (
     ToolCall,
     ToolResult,
 )
-from .json_schema import clean_response_schema, clean_tool_schema
+from .json_schema import clean_response_schema
 from .signatures import MIN_SIGNATURE_LENGTH, SKIP_SIGNATURE, SignatureRegistry
+from .tool_cache import ToolSchemaCache
 
 INTERLEAVED_HINT = (
     "Interleaved thinking is enabled. You may think between tool calls and after receiving tool results "
@@ -52,6 +53,8 @@ EFFORT_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 8192, "high": 24576, "
 EFFORT_LEVELS = {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high",
                  "xhigh": "high", "max": "high"}
 _NAME_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.:-]")
+#: Cleaned tool schemas, shared by every request of the process (frozen: see tool_cache).
+TOOL_SCHEMAS = ToolSchemaCache()
 
 
 @dataclass
@@ -117,7 +120,7 @@ def build_request(
                     {
                         "name": names[tool.name],
                         "description": tool.description,
-                        "parameters": clean_tool_schema(tool.parameters, validated=model.family == "claude"),
+                        "parameters": TOOL_SCHEMAS.clean(tool.parameters, validated=model.family == "claude"),
                     }
                     for tool in request.tools
                 ]

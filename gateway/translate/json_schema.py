@@ -12,14 +12,16 @@ request for a ``minLength`` would be unhelpful, so the schema is translated inst
 
 The output holds only ``type``, ``description``, ``properties``, ``required``, ``items``, ``enum``,
 ``nullable`` and (on strings) ``format: enum | date-time``. It is built fresh, so it shares nothing with
-the input and the input is never modified. Cleaning runs on every request, so it is one recursive pass
-with no state kept between calls (see the ``__main__`` block for a timing run).
+the input and the input is never modified. Cleaning is one recursive pass with no state kept between
+calls (see the ``__main__`` block for a timing run); ``tool_cache`` keeps tool results between requests.
 """
 
 from __future__ import annotations
 
 import json
 import typing as t
+
+from .frozen import FrozenDict, FrozenList
 
 __all__ = ["clean_response_schema", "clean_tool_schema"]
 
@@ -63,13 +65,15 @@ _HINT_LIMIT = 120
 _REASON_DESCRIPTION = "Reason for calling this tool"
 
 
-def clean_tool_schema(schema: dict | None, *, validated: bool) -> dict:
+def clean_tool_schema(schema: dict | None, *, validated: bool, frozen: bool = False) -> dict:
     """JSON Schema of a tool's input -> the OpenAPI-3 subset Google's functionDeclarations.parameters accepts.
 
     ``validated`` is true for models that run function calling in VALIDATED mode (Claude), which rejects
-    an object schema without properties: such objects get a placeholder ``reason`` property.
+    an object schema without properties: such objects get a placeholder ``reason`` property. ``frozen``
+    emits ``FrozenDict``/``FrozenList`` (for a result shared between requests): sealing each node as it is
+    emitted costs much less than freezing the result afterwards (a second walk).
     """
-    return _Cleaner(schema, placeholder=validated, closed_hint=True).clean()
+    return _Cleaner(schema, placeholder=validated, closed_hint=True, frozen=frozen).clean()
 
 
 def clean_response_schema(schema: dict | None) -> dict:
@@ -88,12 +92,13 @@ class _Cleaner:
     and the expansion budget spans the whole call. None of it outlives the call.
     """
 
-    __slots__ = ("root", "placeholder", "closed_hint", "active", "budget")
+    __slots__ = ("root", "placeholder", "closed_hint", "frozen", "active", "budget")
 
-    def __init__(self, root: t.Any, *, placeholder: bool, closed_hint: bool) -> None:
+    def __init__(self, root: t.Any, *, placeholder: bool, closed_hint: bool, frozen: bool = False) -> None:
         self.root = root if isinstance(root, dict) else {}
         self.placeholder = placeholder
         self.closed_hint = closed_hint
+        self.frozen = frozen
         # "#" is the root itself, which is being cleaned from the start.
         self.active: set[str] = {"#"}
         self.budget = _MAX_REF_EXPANSIONS
@@ -115,7 +120,7 @@ class _Cleaner:
         node = self._resolve(node, followed, depth)
         if not node:
             # `{}` (or `true`) accepts any value; a string is the most general thing a model can send.
-            return {"type": "string"}
+            return FrozenDict(type="string") if self.frozen else {"type": "string"}
         # Keep the inlined refs active while their content is cleaned, so a definition that refers to
         # itself is cut off instead of being inlined forever.
         self.active.update(followed)
@@ -273,6 +278,8 @@ class _Cleaner:
 
         if "enum" in node or "const" in node:
             nullable = _add_enum(node, out, notes) or nullable
+            if self.frozen and "enum" in out:
+                out["enum"] = FrozenList(out["enum"])
 
         constraints = None
         for key in node:
@@ -311,7 +318,7 @@ class _Cleaner:
             out["description"] = description
         if nullable:
             out["nullable"] = True
-        return out
+        return FrozenDict(out) if self.frozen else out
 
     def _build_object(self, node: dict, out: dict, depth: int, top: bool) -> None:
         """Add ``properties`` and ``required`` to an object schema being emitted."""
@@ -322,7 +329,7 @@ class _Cleaner:
             for name, sub in declared.items():
                 properties[name] = self._schema(sub, depth + 1)
         if properties:
-            out["properties"] = properties
+            out["properties"] = FrozenDict(properties) if self.frozen else properties
             wanted = node.get("required")
             if isinstance(wanted, list):
                 # Nullable properties are dropped from required: "may be null" reads as "may be omitted"
@@ -333,11 +340,17 @@ class _Cleaner:
                     if name in properties and not properties[name].get("nullable")
                 ]
                 if required:
-                    out["required"] = required
+                    out["required"] = FrozenList(required) if self.frozen else required
         elif self.placeholder:
-            out["properties"] = {"reason": {"type": "string", "description": _REASON_DESCRIPTION}}
-            if top:
-                out["required"] = ["reason"]
+            reason = {"type": "string", "description": _REASON_DESCRIPTION}
+            if self.frozen:
+                out["properties"] = FrozenDict(reason=FrozenDict(reason))
+                if top:
+                    out["required"] = FrozenList(["reason"])
+            else:
+                out["properties"] = {"reason": reason}
+                if top:
+                    out["required"] = ["reason"]
 
 
 def _add_enum(node: dict, out: dict, notes: list[str]) -> bool:
