@@ -13,4 +13,4 @@ VOLUME ["/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
   CMD python -c "import os,urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health', timeout=4)"
-CMD ["sh", "-c", "exec gunicorn -k gevent -w ${WEB_CONCURRENCY:-2} --worker-connections 1000 --graceful-timeout 30 --no-control-socket -b 0.0.0.0:${PORT} wsgi:app"]
+CMD ["sh", "-c", "exec gunicorn -k gevent -w ${WEB_CONCURRENCY:-2} --worker-connections ${WORKER_CONNECTIONS:-2500} --graceful-timeout 30 --no-control-socket -b 0.0.0.0:${PORT} wsgi:app"]

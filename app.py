@@ -17,7 +17,7 @@ import logging  # noqa: E402
 from flask import Flask, Response, g, jsonify, request  # noqa: E402
 from werkzeug.exceptions import HTTPException  # noqa: E402
 
-from gateway import logs  # noqa: E402
+from gateway import fastjson, logs  # noqa: E402
 from gateway.accounts.pool import AccountPool  # noqa: E402
 from gateway.api import anthropic, openai, ops  # noqa: E402
 from gateway.api.body import too_large  # noqa: E402
@@ -72,8 +72,7 @@ def create_app(settings: Settings | None = None, *, pool: AccountPool | None = N
         (settings.admin_key,) if settings.admin_key else ()))
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json = fastjson.FlaskJSONProvider(app)
     app.extensions["gateway"] = Gateway(settings, pool)
     app.extensions["metrics"] = metrics = Metrics()
     app.extensions["gateway"].pool.on_rate_limit = lambda account, model: metrics.rate_limits.labels(

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import resource
+
+# Descriptors a held stream needs in its worker: the client's socket and the upstream's.
+FILES_PER_CONNECTION = 2
 
 
 def _loopback(host: str) -> bool:
@@ -25,3 +29,25 @@ def when_ready(server) -> None:  # noqa: ANN001 - gunicorn's Arbiter
         if not _loopback(host):
             server.log.warning("listening on %s without API keys: anyone who can reach it can use your "
                                "accounts; set GATEWAY_API_KEYS", address)
+
+
+def raise_open_files_limit(wanted: int) -> int:
+    """Raise the soft limit on open files towards ``wanted`` (never past the hard limit); the new soft limit.
+
+    Many systems start services with a soft limit of 1,024 descriptors: with two per stream a worker would
+    refuse connections after about 500 streams, far below its ``worker_connections``.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < ceiling:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+        soft = ceiling
+    return soft
+
+
+def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's Arbiter; workers inherit the master's limits
+    wanted = server.cfg.worker_connections * FILES_PER_CONNECTION + 256
+    limit = raise_open_files_limit(wanted)
+    if limit < wanted:
+        server.log.warning("open-file limit %d is below the %d that %d worker connections need; raise it "
+                           "(ulimit -n) or lower --worker-connections", limit, wanted, server.cfg.worker_connections)

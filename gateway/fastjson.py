@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 import orjson
+from flask.json.provider import DefaultJSONProvider
 
 
 def dumps(value: Any) -> bytes:
@@ -27,3 +28,22 @@ def dumps(value: Any) -> bytes:
 
 def dumps_text(value: Any) -> str:
     return dumps(value).decode("utf-8")
+
+
+class FlaskJSONProvider(DefaultJSONProvider):
+    """Flask's JSON provider, with orjson writing compact output: every ``jsonify`` answer on the hot path.
+
+    Keys keep their order and text stays UTF-8, as the gateway's answers always did; anything orjson refuses
+    goes to Flask's own encoder, with its handling of dates, decimals and the rest.
+    """
+
+    sort_keys = False
+    ensure_ascii = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        if kwargs == {"separators": (",", ":")}:
+            try:
+                return orjson.dumps(obj).decode("utf-8")
+            except TypeError:
+                pass
+        return super().dumps(obj, **kwargs)

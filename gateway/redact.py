@@ -14,6 +14,8 @@ _SECRET_PATTERNS = [
     re.compile(r"(?i)((?:access_token|refresh_token|api[_-]?key|client_secret)[\"'=:\s]+)[^\s\"',&]+"),
     re.compile(r"GOCSPX-[0-9A-Za-z_\-]+"),
 ]
+# What every pattern above starts with: one search that finds none of them lets a line through unchanged.
+_ANY_PREFIX = re.compile(r"ya29\.|1//|4/0|GOCSPX-|(?i:bearer|access_token|refresh_token|api[_-]?key|client_secret)")
 
 
 def redact(text: str, extra: Iterable[str] = ()) -> str:
@@ -21,6 +23,8 @@ def redact(text: str, extra: Iterable[str] = ()) -> str:
     for secret in extra:
         if secret and len(secret) >= 6:
             text = text.replace(secret, "[redacted]")
+    if _ANY_PREFIX.search(text) is None:  # the common case: one scan instead of six (every access line)
+        return text
     for pattern in _SECRET_PATTERNS:
         if pattern.groups:
             text = pattern.sub(lambda m: m.group(1) + "[redacted]", text)

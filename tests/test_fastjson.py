@@ -22,3 +22,20 @@ def test_dumps_matches_json(value: object) -> None:
 def test_dumps_is_compact_utf8_like_the_json_module() -> None:
     value = {"a": "é", "b": [1, 2], "c": {"d": None}}
     assert fastjson.dumps(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_flask_answers_are_the_same_bytes_with_the_orjson_provider() -> None:
+    from flask import Flask, jsonify
+
+    from gateway.fastjson import FlaskJSONProvider
+
+    plain, fast = Flask("plain"), Flask("fast")
+    plain.json.sort_keys = False  # type: ignore[attr-defined]
+    plain.json.ensure_ascii = False  # type: ignore[attr-defined]
+    fast.json = FlaskJSONProvider(fast)
+    value = {"z": "é \u2028", "a": [1, 2.5, None, True], "big": 10**30, "nested": {"k": "v"}}
+    for answer in (value, {"z": 1, "a": 2}, [1, "two"]):
+        with plain.app_context():
+            expected = jsonify(answer).get_data()
+        with fast.app_context():
+            assert jsonify(answer).get_data() == expected

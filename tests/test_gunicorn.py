@@ -135,3 +135,20 @@ def test_python_app_warns_when_exposed(caplog) -> None:
     caplog.clear()
     warn_if_exposed("0.0.0.0", Settings(api_keys=frozenset({"k"})))
     assert "without API keys" not in caplog.text
+
+
+def test_the_open_file_limit_is_raised_for_the_worker_connections() -> None:
+    """With two descriptors per stream, a 1,024 soft limit would cap a worker at about 500 streams."""
+    probe = (
+        "import resource, sys; sys.path.insert(0, '.');"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE);"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard));"
+        "import importlib.util as u; spec = u.spec_from_file_location('conf', 'gunicorn.conf.py');"
+        "conf = u.module_from_spec(spec); spec.loader.exec_module(conf);"
+        "print(conf.raise_open_files_limit(1000), conf.raise_open_files_limit(10), "
+        "resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    raised, unchanged, soft, hard = map(int, done.stdout.split())
+    assert raised == soft == (1000 if hard < 0 else min(1000, hard))  # hard < 0: RLIM_INFINITY
+    assert unchanged == soft  # never lowered

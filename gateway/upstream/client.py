@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import requests
+import urllib3
 import urllib3.exceptions
+from requests.adapters import TimeoutSauce
 
 from .. import fastjson
 from ..accounts.pool import Account
@@ -37,7 +39,7 @@ class UpstreamStream:
     ``abort()`` may be called from another greenlet to unblock a read on a silent upstream.
     """
 
-    def __init__(self, response: requests.Response) -> None:
+    def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
         self._response = response
         self.received_bytes = 0
         self._lock = threading.Lock()
@@ -45,23 +47,22 @@ class UpstreamStream:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         parser = SSEParser()
-        raw = self._response.raw
+        response = self._response
         try:
             while True:
-                chunk = raw.read1(65536)
+                chunk = response.read1(65536)
                 if not chunk:
                     break
                 self.received_bytes += len(chunk)
                 yield from _chunks(parser.feed(chunk))
             yield from _chunks(parser.close())
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-            # raw.read1 raises urllib3's own errors (ProtocolError, ReadTimeoutError), not requests'.
             raise UpstreamConnectionError(f"upstream stream broke: {type(exc).__name__}") from None
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            self._response.close()
+            _release(self._response)
 
     def abort(self) -> None:
         """Shut the socket down so a blocked read returns at once (close() alone does not wake it).
@@ -71,11 +72,28 @@ class UpstreamStream:
         with self._lock:
             if self._closed:
                 return
+            connection = self._response.connection
             try:
-                sock = self._response.raw._fp.fp.raw._sock  # type: ignore[union-attr]
-                sock.shutdown(socket.SHUT_RDWR)
+                connection.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
             except (AttributeError, OSError):
                 pass
+
+
+def _release(response: urllib3.BaseHTTPResponse) -> None:
+    """Hand the connection back to the pool: closed first unless the body was read to the end.
+
+    urllib3 returns a fully read connection to the pool by itself; one with unread bytes cannot serve
+    another request, so it is closed, and its slot released, as ``requests.Response.close`` does.
+    """
+    response.close()
+    response.release_conn()
+
+
+def _json(response: urllib3.BaseHTTPResponse) -> Any:
+    try:
+        return json.loads(response.data)
+    except ValueError:
+        raise UpstreamHTTPError(502, b'{"error": {"message": "the upstream answered with something not JSON"}}') from None
 
 
 def _chunks(payloads: Iterator[str]) -> Iterator[dict[str, Any]]:
@@ -93,12 +111,20 @@ def _chunks(payloads: Iterator[str]) -> Iterator[dict[str, Any]]:
             yield inner if isinstance(inner, dict) else data
 
 
+class _Target(requests.PreparedRequest):
+    """A base URL and query as ``requests`` prepares them, with the session's environment for that URL."""
+
+    path: str
+    proxies: dict[str, str]
+    verify: bool | str
+    cert: str | tuple[str, str] | None
+
+
 class CloudCodeClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.base_urls = settings.cloudcode_urls
-        self._environments: dict[tuple[int, str], dict[str, Any]] = {}
-        self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        self._targets: dict[tuple[int, str, tuple[tuple[str, str], ...]], _Target] = {}
 
     def _send(
         self,
@@ -109,44 +135,49 @@ class CloudCodeClient:
         headers: dict[str, str],
         timeout: tuple[float, float],
         stream: bool,
-    ) -> requests.Response:
-        """POST through the session's adapter (its connection pool), skipping ``Session.request``.
+    ) -> urllib3.BaseHTTPResponse:
+        """POST on the connection pool of the session's adapter, as ``HTTPAdapter.send`` does, minus its wrapping.
 
-        ``Session.request`` re-reads the environment for proxies and CA bundles (walking all of ``os.environ``
-        twice) and looks for a ``.netrc`` file on every call: about 30% of the gateway's CPU per request
-        in the benchmark (docs/performance.md). The environment is read once per session and base URL instead,
-        with the same result; the upstream sets no cookies and sends no redirects, the rest of what it adds.
+        The session still owns everything that matters (its mounted adapter, pool, proxies and TLS settings,
+        read from the environment once per base URL); what is skipped is the per-call ``requests`` machinery
+        around the urllib3 call: ``Session.request`` re-read the environment on every call (walking
+        ``os.environ`` twice, looking for ``.netrc``), and ``HTTPAdapter.send`` re-checked CA bundle paths on
+        disk and built a ``requests.Response`` with cookie extraction the upstream never needs. Together about
+        0.45 ms of CPU per call out of 2-3 ms per request (docs/performance.md). The upstream sets no cookies
+        and sends no redirects.
         """
-        prepared = requests.PreparedRequest()
-        prepared.prepare_method("POST")
-        prepared.url = self._prepared_url(url, params)
-        prepared.prepare_headers({**session.headers, **headers})
-        prepared.prepare_body(data, None)
-        prepared.prepare_hooks({})
-        base = url.split("/v1internal:", 1)[0]
-        key = (id(session), base)
-        environment = self._environments.get(key)
-        if environment is None:
-            environment = session.merge_environment_settings(base, {}, stream, None, None)
-            environment.pop("stream", None)
-            self._environments[key] = environment
-        response = session.get_adapter(url).send(prepared, stream=stream, timeout=timeout, **environment)
-        if not stream:
-            response.content  # noqa: B018 - read now, releasing the connection, as Session.send does
-        return response
+        target = self._target(session, url, params)
+        adapter = session.get_adapter(target.url)
+        pool = adapter.get_connection_with_tls_context(target, target.verify, target.proxies, target.cert)
+        try:
+            return pool.urlopen(
+                method="POST", url=target.path, body=data, headers={**session.headers, **headers},
+                redirect=False, assert_same_host=False, preload_content=not stream, decode_content=True,
+                retries=adapter.max_retries, timeout=TimeoutSauce(connect=timeout[0], read=timeout[1]),
+            )
+        except urllib3.exceptions.MaxRetryError as exc:  # how urllib3 reports a failed connect
+            raise requests.ConnectionError(type(exc.reason or exc).__name__) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise requests.ConnectionError(type(exc).__name__) from None
 
-    def _prepared_url(self, url: str, params: dict[str, str] | None) -> str:
-        """The request URL with its query, as ``requests`` prepares it; cached, as only a few ever occur.
+    def _target(self, session: requests.Session, url: str, params: dict[str, str] | None) -> _Target:
+        """Where a call goes, prepared as ``requests`` would prepare it; cached, as only a few ever occur.
 
-        Preparing the URL (parsing, IDNA, re-encoding) took about 5% of a worker's CPU in the benchmark.
+        Preparing the URL (parsing, IDNA, re-encoding) took about 5% of a worker's CPU in the benchmark,
+        reading the environment for proxies and CA bundles far more.
         """
-        key = (url, tuple(sorted(params.items())) if params else ())
-        prepared = self._urls.get(key)
-        if prepared is None:
-            probe = requests.PreparedRequest()
-            probe.prepare_url(url, params)
-            prepared = self._urls[key] = probe.url
-        return prepared
+        key = (id(session), url, tuple(sorted(params.items())) if params else ())
+        target = self._targets.get(key)
+        if target is None:
+            target = _Target()
+            target.prepare_url(url, params)
+            environment = session.merge_environment_settings(target.url, {}, False, None, None)
+            target.proxies = environment["proxies"]
+            target.verify = environment["verify"]
+            target.cert = environment["cert"]
+            target.path = session.get_adapter(target.url).request_url(target, target.proxies)
+            self._targets[key] = target
+        return target
 
     # -- generation -------------------------------------------------------------------------------
 
@@ -157,17 +188,16 @@ class CloudCodeClient:
         return UpstreamStream(response)
 
     def count_tokens(self, account: Account, request_body: dict[str, Any]) -> int:
-        response = self._post(account, "countTokens", {"request": request_body})
-        data = response.json()
+        data = _json(self._post(account, "countTokens", {"request": request_body}))
         return int(data.get("totalTokens", 0))
 
     def fetch_available_models(self, account: Account) -> dict[str, Any]:
         body = {"project": account.project_id} if account.project_id else {}
         try:
-            return self._post(account, "fetchAvailableModels", body).json()
+            return _json(self._post(account, "fetchAvailableModels", body))
         except UpstreamHTTPError as exc:
             if exc.status == 403 and body:
-                return self._post(account, "fetchAvailableModels", {}).json()
+                return _json(self._post(account, "fetchAvailableModels", {}))
             raise
 
     # -- project discovery ------------------------------------------------------------------------
@@ -179,7 +209,7 @@ class CloudCodeClient:
         with account.project_lock:
             if account.project_id:
                 return account.project_id, False
-            info = self._post(account, "loadCodeAssist", {"metadata": CLIENT_METADATA}).json()
+            info = _json(self._post(account, "loadCodeAssist", {"metadata": CLIENT_METADATA}))
             project = _project_id(info.get("cloudaicompanionProject"))
             if not project:
                 project = self._onboard(account, _default_tier(info))
@@ -190,7 +220,7 @@ class CloudCodeClient:
     def _onboard(self, account: Account, tier: str) -> str:
         body = {"tierId": tier, "metadata": CLIENT_METADATA}
         for attempt in range(ONBOARD_ATTEMPTS):
-            operation = self._post(account, "onboardUser", body).json()
+            operation = _json(self._post(account, "onboardUser", body))
             if operation.get("done"):
                 project = _project_id((operation.get("response") or {}).get("cloudaicompanionProject"))
                 if project:
@@ -221,7 +251,7 @@ class CloudCodeClient:
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         stream: bool = False,
-    ) -> requests.Response:
+    ) -> urllib3.BaseHTTPResponse:
         """POST to each base URL in turn until one answers with something other than 429/5xx."""
         data = fastjson.dumps(body)
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
@@ -235,10 +265,10 @@ class CloudCodeClient:
                 last = UpstreamConnectionError(f"{base} unreachable: {type(exc).__name__}")
                 log.warning("upstream %s %s: %s", method, base, type(exc).__name__)
                 continue
-            if response.status_code < 300:
+            if response.status < 300:
                 return response
-            error = UpstreamHTTPError(response.status_code, response.content, response.headers)
-            response.close()
+            error = UpstreamHTTPError(response.status, response.read(), response.headers)
+            _release(response)
             if error.status == 401:
                 account.tokens.invalidate(request_headers["Authorization"][7:])
             if not (error.retryable or error.is_rate_limit) or index == len(self.base_urls) - 1:
