@@ -13,6 +13,7 @@ if __name__ == "__main__":  # patch before anything imports ssl or socket (see w
 
 import ipaddress  # noqa: E402
 import logging  # noqa: E402
+import socket  # noqa: E402
 
 from flask import Flask, Response, g, jsonify, request  # noqa: E402
 from werkzeug.exceptions import HTTPException  # noqa: E402
@@ -160,6 +161,19 @@ def _account(record: logs.AccessRecord, outcome, metrics: Metrics) -> None:  # n
         metrics.tokens.labels(record.family, model, "out").inc(usage.output_tokens + usage.thinking_tokens)
 
 
+def listener(host: str, port: int) -> socket.socket:
+    """The listening socket, with Nagle's algorithm off for every connection accepted from it.
+
+    gevent's WSGI server sends a response's headers and body in separate writes; with Nagle on, the body
+    waited for the client's delayed ACK of the headers: 40 ms added to every answer (gunicorn turns it off).
+    Linux hands TCP_NODELAY down from the listening socket to the accepted ones.
+    """
+    sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                backlog=2048)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 def main() -> None:
     from gevent.pywsgi import WSGIServer
 
@@ -167,7 +181,7 @@ def main() -> None:
     app = create_app(settings)
     warn_if_exposed(settings.host, settings)
     log.info("serving on http://%s:%d", settings.host, settings.port)
-    WSGIServer((settings.host, settings.port), app, log=None).serve_forever()
+    WSGIServer(listener(settings.host, settings.port), app, log=None).serve_forever()
 
 
 if __name__ == "__main__":

@@ -152,3 +152,19 @@ def test_the_open_file_limit_is_raised_for_the_worker_connections() -> None:
     raised, unchanged, soft, hard = map(int, done.stdout.split())
     assert raised == soft == (1000 if hard < 0 else min(1000, hard))  # hard < 0: RLIM_INFINITY
     assert unchanged == soft  # never lowered
+
+
+def test_python_app_turns_nagle_off_for_accepted_connections() -> None:
+    """gevent's server writes headers and body apart: with Nagle on, each answer waited 40 ms for an ACK."""
+    import app
+
+    server = app.listener("127.0.0.1", 0)
+    try:
+        with socket.create_connection(server.getsockname()) as client:
+            accepted, _ = server.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+                client.sendall(b"ping")
+                assert accepted.recv(4) == b"ping"
+    finally:
+        server.close()
