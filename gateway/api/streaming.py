@@ -4,26 +4,33 @@ Three things make a relay well-behaved:
 
 * The first event is pulled before the response starts, so failures before any content (no account, 429
   everywhere, a bad request upstream) still get a real HTTP status in the caller's format.
-* The upstream is read by a separate worker (a greenlet under gevent) while the response waits on a queue
+* The upstream is read by a separate worker (a greenlet under gevent) while the response waits for its events
   with a timeout: when the upstream is silent (long thinking, a wait for a rate-limited account) the client
   gets keep-alive pings, so proxies and clients do not time out.
-* A watcher waits on the client's socket; when the client goes away it aborts the upstream request at once,
-  even while the upstream is silent (a disconnect is otherwise noticed only at the next write).
+* One watcher per process waits on the client sockets of all live streams at once; when a client goes away
+  it aborts that stream's upstream request at once, even while the upstream is silent (a disconnect is
+  otherwise noticed only at the next write).
+
+Each held stream costs memory for as long as it lasts, and the gateway holds thousands (docs/performance.md):
+what a stream keeps (greenlets, locks, queues, contexts) is kept small on purpose.
 """
 
 from __future__ import annotations
 
 import _socket
 import _thread
+import functools
 import logging
-import queue
+import os
 import select
 import socket
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import Response, current_app, request, stream_with_context
+from flask import Response, current_app, request
 
 from ..core.events import Event
 from ..errors import GatewayError, UpstreamError
@@ -32,18 +39,28 @@ log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _EVENT, _END, _ERROR = 0, 1, 2
-# How often the disconnect watcher re-checks whether the stream is over.
+# Events the upstream worker may get ahead of the client by.
+MAX_PENDING = 256
+# How often a per-stream disconnect watcher (platforms without epoll) re-checks whether the stream is over.
 WATCH_INTERVAL = 1.0
 
 
 def spawn(target: Callable[..., None], *args: Any) -> None:
     """Run ``target`` concurrently: a bare greenlet under gevent's patching, an OS thread without it.
 
-    ``_thread`` rather than ``threading.Thread``: the Thread object and its locks cost several KB per stream,
-    and with thousands of streams open that showed in the RSS per stream (docs/performance.md). Nothing
-    joins these workers; each ends on its own when its stream does.
+    Neither ``threading.Thread`` nor, under gevent, the ``gevent.Greenlet`` that a patched ``_thread`` starts:
+    with 2,000 streams held under gunicorn, a raw greenlet for the pump took the RSS per stream from 68 KB to
+    57 KB (docs/performance.md). Nothing joins these workers; each ends on its own when its stream does.
     """
-    _thread.start_new_thread(target, args)
+    if _gevent_threads():
+        sys.modules["gevent"].spawn_raw(target, *args)
+    else:
+        _thread.start_new_thread(target, args)
+
+
+def _gevent_threads() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("_thread")
 
 
 def prime(events: Iterator[Event]) -> Iterator[Event]:
@@ -62,36 +79,65 @@ def prime(events: Iterator[Event]) -> Iterator[Event]:
 
 
 class _Pump:
-    """Moves events from the upstream iterator (in a worker) to the response generator (via a queue)."""
+    """Moves events from the upstream iterator (in a worker) to the response generator.
+
+    The hand-over is a list and one lock used as a doorbell rather than a ``queue.Queue`` and a
+    ``threading.Event``, whose conditions and deque are about 3 KB of objects per held stream (tracemalloc). At
+    most one side ever needs waking: the response when nothing is pending, the worker when ``MAX_PENDING``
+    items are (a slow client must not make the gateway buffer a whole answer). Whoever changes what the other
+    side waits for rings; a ring nobody waited for is harmless, as each side re-checks before it waits again.
+    """
 
     def __init__(self, events: Iterator[Event], abort: Callable[[], None] | None) -> None:
         self.events = events
         self.abort = abort
-        self.queue: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=256)
-        self.stopped = threading.Event()
+        self.stopped = False
+        self._pending: list[tuple[int, Any]] = []
+        self._bell = _thread.allocate_lock()
+        self._bell.acquire()
 
     def start(self) -> None:
         spawn(self._run)
 
     def stop(self) -> None:
         """The client is gone or the response ended: release the upstream without waiting for it."""
-        if not self.stopped.is_set():
-            self.stopped.set()
+        if not self.stopped:
+            self.stopped = True
+            self._ring()
             if self.abort is not None:
                 self.abort()
 
+    def get(self, timeout: float) -> tuple[int, Any] | None:
+        """The next item; None after ``timeout`` seconds without one, or once stopped."""
+        deadline = time.monotonic() + timeout
+        while not self._pending and not self.stopped:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self._bell.acquire(timeout=left)
+        if not self._pending:
+            return None
+        item = self._pending.pop(0)
+        self._ring()
+        return item
+
     def _put(self, item: tuple[int, Any]) -> None:
-        while not self.stopped.is_set():
-            try:
-                self.queue.put(item, timeout=WATCH_INTERVAL)
-                return
-            except queue.Full:
-                continue
+        while len(self._pending) >= MAX_PENDING and not self.stopped:
+            self._bell.acquire()
+        if not self.stopped:
+            self._pending.append(item)
+            self._ring()
+
+    def _ring(self) -> None:
+        try:
+            self._bell.release()
+        except RuntimeError:
+            pass  # rung already, and not heard yet: one ring wakes the one waiter as well as two
 
     def _run(self) -> None:
         try:
             for event in self.events:
-                if self.stopped.is_set():
+                if self.stopped:
                     return
                 self._put((_EVENT, event))
             self._put((_END, None))
@@ -109,54 +155,164 @@ def client_socket(environ: dict[str, Any]) -> socket.socket | None:
     return sock if hasattr(sock, "fileno") else None
 
 
+# -- disconnect watching ----------------------------------------------------------------------------------
+
+
+# Each registration reports one event, then nothing until re-armed: whatever happens to a descriptor (closed,
+# reused, never forgotten), the watcher cannot spin on an event it does not act on.
+_ONE_EVENT = select.EPOLLIN | select.EPOLLONESHOT if hasattr(select, "EPOLLONESHOT") else 0
+
+
+class _Watcher:
+    """The client sockets of every live stream in one epoll object, waited on by one worker per process.
+
+    A watcher greenlet per stream cost about 11 KB of RSS per held stream (its stack, its poll object): a
+    fifth of the gateway's memory per stream with thousands open (docs/performance.md). Here the kernel
+    watches all sockets and the one worker waits on a single descriptor, the epoll object's.
+
+    The worker never waits on a client socket itself, it only peeks at one without blocking when epoll
+    reports it readable: the server reads the next keep-alive request from the same socket, and gevent
+    refuses two waiters on one socket (a blocking peek once lost those requests under load). A stream stops
+    being watched (``forget``) before its response ends, so the socket is the server's again by then.
+    """
+
+    def __init__(self, epoll: Any) -> None:
+        self.pid = os.getpid()
+        self._epoll = epoll
+        self._pumps: dict[int, _Pump] = {}
+        self._lock = threading.Lock()
+        spawn(self._run)
+
+    def watch(self, fd: int, pump: _Pump) -> None:
+        with self._lock:
+            self._pumps[fd] = pump  # first: an event found without its pump would be lost (one event each)
+            try:
+                self._epoll.register(fd, _ONE_EVENT)
+            except FileExistsError:  # left by a stream that never said forget: this stream takes it over
+                self._epoll.modify(fd, _ONE_EVENT)
+
+    def forget(self, fd: int, pump: _Pump) -> bool:
+        """Stop watching ``fd`` for ``pump``; False when it was not watched for it (any more)."""
+        with self._lock:
+            if self._pumps.get(fd) is not pump:
+                return False
+            del self._pumps[fd]
+            try:
+                self._epoll.unregister(fd)
+            except OSError:  # the socket is closed already, which removed it from the epoll object
+                pass
+            return True
+
+    def _rearm(self, fd: int, pump: _Pump) -> None:
+        with self._lock:
+            if self._pumps.get(fd) is pump:
+                self._epoll.modify(fd, _ONE_EVENT)
+
+    def _run(self) -> None:
+        # The process's own poll(): gevent's under monkey-patching, so only this greenlet waits (on one
+        # descriptor); the kernel's in a thread. Never select(): it refuses descriptors from 1024 up.
+        ready = select.poll()
+        ready.register(self._epoll.fileno(), select.POLLIN)
+        while True:
+            try:
+                ready.poll()
+                for fd, _ in self._epoll.poll(0):
+                    self._check(fd)
+            except Exception:  # noqa: BLE001 - the watcher must outlive any one stream's trouble
+                log.exception("the disconnect watcher failed; it goes on")
+                time.sleep(WATCH_INTERVAL)
+
+    def _check(self, fd: int) -> None:
+        """A watched socket is readable: the client closed it, or sent more (a pipelined request)."""
+        pump = self._pumps.get(fd)
+        if pump is None:
+            return  # the stream ended after epoll reported it
+        closed = _peek(fd)
+        if closed is None:  # nothing there: reported for an earlier socket on the same descriptor number
+            self._rearm(fd, pump)
+        elif self.forget(fd, pump) and closed and not pump.stopped:
+            log.info("client disconnected, releasing the upstream")
+            pump.stop()
+
+
+_watcher: _Watcher | None = None
+_watcher_lock = threading.Lock()
+
+
+def _shared_watcher() -> _Watcher | None:
+    """This process's watcher, started on first use (so in the worker, after a fork); None without epoll."""
+    global _watcher
+    with _watcher_lock:
+        if _watcher is None or _watcher.pid != os.getpid():
+            epoll = _native_epoll()
+            _watcher = _Watcher(epoll()) if epoll is not None else None
+        return _watcher
+
+
+def _native_epoll() -> Callable[[], Any] | None:
+    """``select.epoll``, which gevent's monkey-patching removes from ``select`` (it would block the hub).
+
+    Blocking is not a problem here: the epoll object is only ever asked with a zero timeout.
+    """
+    epoll = getattr(select, "epoll", None)
+    monkey = sys.modules.get("gevent.monkey")
+    if epoll is None and monkey is not None:
+        epoll = monkey.get_original("select", "epoll")
+    return epoll
+
+
+def watch_client(sock: socket.socket | None, pump: _Pump) -> Callable[[], object]:
+    """Stop ``pump`` when the client closes ``sock``; returns what ends the watch (call it before the end)."""
+    if sock is None or (fd := sock.fileno()) < 0:
+        return lambda: None
+    watcher = _shared_watcher()
+    if watcher is None:
+        spawn(_watch, sock, pump)
+        return lambda: None
+    watcher.watch(fd, pump)
+    return functools.partial(watcher.forget, fd, pump)
+
+
 def _watch(sock: socket.socket, pump: _Pump) -> None:
-    """Wait until the client's socket reports EOF, then stop the pump (which aborts the upstream).
+    """One stream's watcher, where there is no epoll: wait until the client's socket is readable, then stop
+    the pump if the client closed it.
 
     Once the response is over the socket belongs to the server again, which reads the next keep-alive request
     from it: the watcher then leaves it alone.
     """
-    try:
-        readable = _readability(sock)
-        while not pump.stopped.is_set():
-            if not readable(WATCH_INTERVAL):
-                continue
-            if not pump.stopped.is_set() and _peer_closed(sock):
-                log.info("client disconnected, releasing the upstream")
-                pump.stop()
-            return  # EOF handled, or the client sent data (a pipelined request): stop watching
-    except OSError as exc:
-        log.info("client socket failed (%s), releasing the upstream", exc)
-        pump.stop()
-
-
-def _readability(sock: socket.socket) -> Callable[[float], bool]:
-    """A wait for the socket to become readable, usable on any descriptor.
-
-    ``select.select`` refuses descriptors from 1024 up (FD_SETSIZE), and a gateway holding a few hundred
-    streams has such descriptors (each stream also holds an upstream socket). That refusal once stopped the
-    stream at its next ping: it ended cleanly but without ``message_stop``. ``poll`` has no such limit.
-    """
-    if not hasattr(select, "poll"):
-        return lambda timeout: bool(select.select([sock], [], [], timeout)[0])
     poller = select.poll()
     poller.register(sock, select.POLLIN | select.POLLPRI)
-    return lambda timeout: bool(poller.poll(timeout * 1000))
+    while not pump.stopped:
+        if not poller.poll(WATCH_INTERVAL * 1000):
+            continue
+        if not pump.stopped and _peek(sock.fileno()):
+            log.info("client disconnected, releasing the upstream")
+            pump.stop()
+        return  # EOF handled, or the client sent data (a pipelined request): stop watching
 
 
-def _peer_closed(sock: socket.socket) -> bool:
-    """Peek at the socket without ever blocking.
+def _peek(fd: int) -> bool | None:
+    """Whether the client closed the socket (True: EOF or an error; False: it sent data; None: nothing yet).
 
-    A blocking peek on a gevent socket waits alongside the server's own read of the next keep-alive request,
-    and gevent refuses two waiters on one socket: under load the server's read failed and the client's next
-    request was lost. The peek therefore goes through an unpatched socket object on the same descriptor.
+    Never blocks: a blocking peek on a gevent socket waits alongside the server's own read of the next
+    keep-alive request, and gevent refuses two waiters on one socket. The peek therefore goes through an
+    unpatched socket object on the same descriptor.
     """
-    peek = _socket.socket(fileno=sock.fileno())
+    try:
+        peek = _socket.socket(fileno=fd)
+    except OSError:
+        return True
     try:
         return peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
     except BlockingIOError:
-        return False
+        return None
+    except OSError:
+        return True
     finally:
         peek.detach()
+
+
+# -- the response -----------------------------------------------------------------------------------------
 
 
 def sse_response(
@@ -170,7 +326,12 @@ def sse_response(
     trailer: Callable[[], list[bytes]] | None = None,
     on_close: Callable[[], None] | None = None,
 ) -> Response:
-    """Stream ``events`` through ``render``; a failure mid-stream becomes one error event, then EOF."""
+    """Stream ``events`` through ``render``; a failure mid-stream becomes one error event, then EOF.
+
+    The body runs outside Flask's request context (no ``stream_with_context``): nothing in it needs one, and
+    keeping the context alive for the whole stream cost about 3 KB per held stream. What the body uses is taken
+    from the request before it starts.
+    """
     pump = _Pump(events, abort)
     sock = client_socket(request.environ)
     metrics = current_app.extensions.get("metrics")
@@ -179,18 +340,17 @@ def sse_response(
         if metrics is not None:
             metrics.active_streams.inc()
         pump.start()
-        if sock is not None:
-            spawn(_watch, sock, pump)
+        unwatch = watch_client(sock, pump)
         try:
             while True:
-                try:
-                    kind, item = pump.queue.get(timeout=ping_interval)
-                except queue.Empty:
-                    if pump.stopped.is_set():
+                got = pump.get(ping_interval)
+                if got is None:
+                    if pump.stopped:
                         return
                     if ping is not None:
                         yield ping
                     continue
+                kind, item = got
                 if kind == _END:
                     if trailer is not None:
                         yield from trailer()
@@ -205,10 +365,11 @@ def sse_response(
             log.exception("stream failed")
             yield render_error(UpstreamError("the gateway failed while relaying the answer"))
         finally:
+            unwatch()
             pump.stop()
             if metrics is not None:
                 metrics.active_streams.dec()
             if on_close is not None:
                 on_close()
 
-    return Response(stream_with_context(body()), mimetype="text/event-stream", headers=SSE_HEADERS)
+    return Response(body(), mimetype="text/event-stream", headers=SSE_HEADERS)
