@@ -49,6 +49,9 @@ DEFAULT_COOLDOWN = 60.0
 FALLBACK_HEADER = "X-Gateway-Fallback-Model"
 # Longest single pause between two re-sends after server failures, before jitter.
 MAX_BACKOFF = 16.0
+# Answers about the account rather than the request (no permission on its project, a suspended account, a
+# model its tier lacks): another account may serve it. The last account's answer is what the client sees.
+ACCOUNT_REFUSALS = frozenset({403, 404})
 
 
 @dataclass
@@ -82,7 +85,7 @@ class _Failure(enum.Enum):
     RATE_LIMITED = "rate limited"  # the pool put the account on cooldown: any other account, now
     TRANSIENT = "transient"  # 5xx, capacity, connection: back off, then preferably another account
     UNAUTHORIZED = "unauthorized"  # 401: the same account once more with a fresh token
-    BROKEN = "broken"  # the account cannot serve this request at all
+    BROKEN = "broken"  # the account cannot serve this request at all: any other account
 
 
 class _Failed(Exception):
@@ -306,6 +309,9 @@ class Dispatcher:
                 raise _Failed(error, _Failure.RATE_LIMITED) from None
             if exc.status == 401:
                 raise _Failed(error, _Failure.UNAUTHORIZED) from None
+            if exc.status in ACCOUNT_REFUSALS:
+                log.warning("%s refused %s (%d): %s", account.label, model.id, exc.status, exc.message)
+                raise _Failed(error, _Failure.BROKEN) from None
             raise error from None
         return stream, ResponseParser(translation.tool_names)
 

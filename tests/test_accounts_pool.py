@@ -289,3 +289,28 @@ def test_without_fallback_every_account_out_of_quota_is_a_429(fake, trio_file) -
     with running(fake, trio_file) as (url, _):
         response = post(url, ask())
     assert response.status_code == 429 and FALLBACK_HEADER not in response.headers
+
+
+@pytest.mark.parametrize("status, message", [
+    (403, "The caller does not have permission"),
+    (404, "Requested entity was not found."),
+])
+def test_an_account_refused_with_403_or_404_hands_the_request_to_another(fake, trio_file, status, message) -> None:
+    """A suspended account or one whose tier lacks the model must not fail requests other accounts can serve."""
+    fake.enqueue(Reply.error(status, message=message), email="alice@example.com")
+    with running(fake, trio_file, account_strategy="sticky") as (url, _):
+        answer = post(url, ask())
+    assert answer.status_code == 200
+    served = [(r.email, r.status) for r in fake.generate_requests()]
+    assert served == [("alice@example.com", status), ("bob@example.com", 200)]
+
+
+def test_when_every_account_refuses_the_client_gets_the_upstream_answer(fake, trio_file) -> None:
+    for email in EMAILS:
+        fake.enqueue(Reply.error(403, message="The caller does not have permission"), email=email)
+    with running(fake, trio_file, account_strategy="sticky") as (url, _):
+        answer = post(url, ask())
+    assert answer.status_code == 403
+    assert answer.json()["error"]["type"] == "permission_error"
+    assert "does not have permission" in answer.json()["error"]["message"]
+    assert len(fake.generate_requests()) == 3
