@@ -304,7 +304,7 @@ class Reply:
         stall_after: int | None = None, stall_seconds: float = 0.0, crlf: bool = False,
         split_writes: bool = False, no_final_newline: bool = False,
         raw_chunks: list[dict[str, Any]] | None = None, failure: _Failure | None = None,
-        is_empty: bool = False,
+        is_empty: bool = False, block_reason: str | None = None,
     ) -> None:
         self.text = text
         self.thinking = thinking
@@ -321,6 +321,7 @@ class Reply:
         self.raw_chunks = raw_chunks
         self.failure = failure
         self.is_empty = is_empty
+        self.block_reason = block_reason
 
     @classmethod
     def text(cls, text: str, chunks: int = 3, **options: Any) -> Reply:  # type: ignore[override]
@@ -345,6 +346,11 @@ class Reply:
     @classmethod
     def empty(cls, **options: Any) -> Reply:
         return cls(is_empty=True, **options)
+
+    @classmethod
+    def blocked(cls, reason: str = "SAFETY", **options: Any) -> Reply:
+        """A prompt Google refuses: no candidates, ``promptFeedback.blockReason``, prompt usage only."""
+        return cls(block_reason=reason, **options)
 
     @classmethod
     def raw(cls, chunks: list[dict[str, Any]], **options: Any) -> Reply:
@@ -983,6 +989,11 @@ def render_chunks(reply: Reply, call: _Call, signer: _Signer, prompt: int, cache
     if reply.raw_chunks is not None:
         return copy.deepcopy(reply.raw_chunks)
     common = {"modelVersion": call.model, "responseId": "req_vrtx_" + secrets.token_hex(12)}
+    if reply.block_reason is not None:
+        feedback = {"blockReason": reply.block_reason, "safetyRatings": [
+            {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}]}
+        return [{"promptFeedback": feedback, "usageMetadata": {"promptTokenCount": prompt,
+                                                               "totalTokenCount": prompt}, **common}]
     usage = _usage(reply, prompt, cached)
     events = [] if reply.is_empty else _answer_events(reply, call, signer)
     if not events:

@@ -129,3 +129,33 @@ def test_wire_variants_crlf_and_split_writes(client, fake) -> None:
     with client.messages.stream(**ASK) as stream:
         text = "".join(stream.text_stream)
     assert text == "split across writes"
+
+
+def test_a_blocked_prompt_is_a_refusal_not_an_empty_answer_to_retry(client, fake) -> None:
+    """Google answers a prompt it refuses with promptFeedback.blockReason and no candidates."""
+    fake.enqueue(Reply.blocked("PROHIBITED_CONTENT"), Reply.blocked("SAFETY"))
+    message = client.messages.create(**ASK)
+    assert message.stop_reason == "refusal"
+    assert "".join(block.text for block in message.content) == ""  # the model said nothing
+    assert message.usage.input_tokens > 0
+    with client.messages.stream(**ASK) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "refusal" and "".join(block.text for block in final.content) == ""
+    assert len(fake.generate_requests()) == 2  # no re-send: a refusal is an answer
+
+
+def test_a_blocked_prompt_is_content_filter_with_a_refusal_for_openai(gateway, fake) -> None:
+    import openai
+
+    oai = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="k", max_retries=0)
+    ask = dict(model="gemini-3-flash", messages=[{"role": "user", "content": "hi"}])
+    fake.enqueue(Reply.blocked("SAFETY"), Reply.blocked("BLOCKLIST"))
+    completion = oai.chat.completions.create(**ask)
+    choice = completion.choices[0]
+    assert choice.finish_reason == "content_filter"
+    assert choice.message.content is None and "blocked this prompt (SAFETY)" in choice.message.refusal
+    chunks = list(oai.chat.completions.create(**ask, stream=True))
+    refusal = "".join(c.choices[0].delta.refusal or "" for c in chunks if c.choices)
+    assert "blocked this prompt (BLOCKLIST)" in refusal
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "content_filter"
+    assert len(fake.generate_requests()) == 2

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
-StopReason = Literal["end_turn", "max_tokens", "tool_use", "content_filter", "stop_sequence"]
+# "refusal": the upstream refused the prompt itself (promptFeedback.blockReason) and answered nothing.
+StopReason = Literal["end_turn", "max_tokens", "tool_use", "content_filter", "stop_sequence", "refusal"]
 
 
 @dataclass
@@ -57,6 +58,8 @@ class Finish:
     reason: StopReason
     usage: Usage
     stop_sequence: str | None = None
+    # Why a refusal happened, in words for the client (OpenAI's ``refusal`` field).
+    refusal: str | None = None
 
 
 @dataclass
@@ -92,6 +95,7 @@ class Response:
     stop_reason: StopReason = "end_turn"
     stop_sequence: str | None = None
     usage: Usage = field(default_factory=Usage)
+    refusal: str | None = None
 
 
 def collect(model: str, events: Iterable[Event]) -> Response:
@@ -118,4 +122,5 @@ def collect(model: str, events: Iterable[Event]) -> Response:
             response.stop_reason = event.reason
             response.stop_sequence = event.stop_sequence
             response.usage = event.usage
+            response.refusal = event.refusal
     return response

@@ -34,6 +34,7 @@ FINISH_REASONS: dict[StopReason, str] = {
     "max_tokens": "length",
     "tool_use": "tool_calls",
     "content_filter": "content_filter",
+    "refusal": "content_filter",
 }
 # kind -> (type, code); statuses are the gateway's own except 529, which OpenAI clients do not know.
 ERRORS: dict[str, tuple[str, str | None]] = {
@@ -115,8 +116,8 @@ def completion_body(response: Response, model: str, created: int | None = None) 
     message: dict[str, Any] = {
         "role": "assistant",
         # null only for a turn that is just tool calls; "" when there is nothing at all (mapping 4.1).
-        "content": text or (None if calls else ""),
-        "refusal": None,
+        "content": text or (None if calls or response.refusal else ""),
+        "refusal": response.refusal,
         "annotations": [],
     }
     if reasoning:
@@ -166,6 +167,8 @@ class StreamRenderer:
         elif isinstance(event, ToolCallEvent):
             out += self._tool_call(event)
         elif isinstance(event, Finish):
+            if event.refusal:
+                out.append(self._chunk({"refusal": event.refusal}))
             out.append(self._chunk({}, finish_reason=FINISH_REASONS[event.reason]))
             if self.include_usage:
                 out.append(_data({**self._envelope, "choices": [], "usage": usage_body(event.usage)}))

@@ -385,6 +385,9 @@ _FINISH_REASONS: dict[str, StopReason] = {
 }
 
 
+BLOCKED_TEXT = "The upstream's safety filters blocked this prompt"
+
+
 class ResponseParser:
     """Turns upstream GenerateContentResponse chunks into canonical events, chunk by chunk."""
 
@@ -393,11 +396,14 @@ class ResponseParser:
         self.saw_tool_call = False
         self.saw_content = False
         self.finish_reason: str | None = None
+        self.blocked: str | None = None
         self.usage = Usage()
 
     def feed(self, chunk: dict[str, Any]) -> list[Event]:
         events: list[Event] = []
         candidates = chunk.get("candidates") or []
+        if not candidates:
+            self._check_blocked(chunk.get("promptFeedback"))
         candidate = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
         content = candidate.get("content") or {}
         for part in content.get("parts") or []:
@@ -412,11 +418,19 @@ class ResponseParser:
         return events
 
     def finish(self) -> Finish:
+        if self.blocked is not None:
+            return Finish(reason="refusal", usage=self.usage, refusal=f"{BLOCKED_TEXT} ({self.blocked})")
         if self.saw_tool_call:
             reason: StopReason = "tool_use"
         else:
             reason = _FINISH_REASONS.get(self.finish_reason or "", "end_turn")
         return Finish(reason=reason, usage=self.usage)
+
+    def _check_blocked(self, feedback: Any) -> None:
+        """A prompt Google refused: no candidates, a ``blockReason``. A final answer, not an empty one to retry."""
+        if isinstance(feedback, dict) and feedback.get("blockReason"):
+            self.blocked = str(feedback["blockReason"])
+            self.saw_content = True
 
     def _part(self, part: dict[str, Any]) -> list[Event]:
         signature = part.get("thoughtSignature") or part.get("thought_signature")
