@@ -122,9 +122,9 @@ def start_upstream(log: Path) -> Server:
     return server
 
 
-def procfile_command(port: int, extra: list[str]) -> list[str]:
+def procfile_command(port: int, extra: list[str], root: Path = ROOT) -> list[str]:
     """The Procfile's ``web`` line, on loopback, with ``extra`` options appended (gunicorn: last one wins)."""
-    line = next(x for x in (ROOT / "Procfile").read_text().splitlines() if x.startswith("web:"))
+    line = next(x for x in (root / "Procfile").read_text().splitlines() if x.startswith("web:"))
     line = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: os.environ.get(m.group(1), m.group(2)), line.split(":", 1)[1])
     line = line.replace("$PORT", str(port)).replace("0.0.0.0", HOST)
     argv = shlex.split(line)
@@ -132,7 +132,9 @@ def procfile_command(port: int, extra: list[str]) -> list[str]:
     return argv + extra
 
 
-def start_gateway(upstream: Server, workdir: Path, log: Path, extra: list[str] | None = None) -> Server:
+def start_gateway(upstream: Server, workdir: Path, log: Path, extra: list[str] | None = None,
+                  root: Path = ROOT) -> Server:
+    """The gateway under gunicorn as the Procfile of ``root`` (a checkout of the project) starts it."""
     accounts = workdir / "accounts.json"
     accounts.write_text(json.dumps({"accounts": [{"email": "bench@example.com", "refreshToken": "1//bench",
                                                   "projectId": "bench-project", "enabled": True}]}))
@@ -140,7 +142,7 @@ def start_gateway(upstream: Server, workdir: Path, log: Path, extra: list[str] |
     port = free_port()
     env = {**os.environ, "GATEWAY_ACCOUNTS_FILE": str(accounts), "GATEWAY_CLOUDCODE_URLS": upstream.url,
            "GATEWAY_OAUTH_TOKEN_URL": upstream.url + "/token", "HOME": str(workdir)}
-    process = subprocess.Popen(procfile_command(port, extra or []), cwd=ROOT, env=env, stdout=log.open("a"),
+    process = subprocess.Popen(procfile_command(port, extra or [], root), cwd=root, env=env, stdout=log.open("a"),
                                stderr=subprocess.STDOUT)
     server = Server(process, f"http://{HOST}:{port}")
     wait_http(server.url + "/health")

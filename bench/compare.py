@@ -1,0 +1,127 @@
+"""Two revisions of the gateway side by side: the same load, alternating between them, in one run.
+
+    python bench/compare.py 2748068                 # this working tree against commit 2748068
+    python bench/compare.py HEAD~3 --rounds 7       # more rounds, steadier medians
+
+On the project's shared 2-core VM, whole runs of ``bench/run.py`` made one after the other differ by up to 20%
+(the machine's speed drifts over minutes), which hides a 10% change. Here both revisions run at once under
+gunicorn exactly as their own Procfile starts them, behind one fast upstream, and each round loads one, then
+the other, with short wrk runs (the order swapped every round): drift hits both alike. Reported per figure: the
+median over the rounds of requests/s, of the workers' CPU milliseconds per request, and of the latency at one
+client. A revision is checked out with ``git worktree`` into a temporary directory and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.run import (  # noqa: E402
+    Server,
+    bodies,
+    cpu_seconds,
+    raise_nofile,
+    running,
+    start_gateway,
+    start_upstream,
+    wrk_once,
+)
+
+# (figure, path, body file from bench.run.bodies, clients)
+LOADS = [
+    ("non-streaming /v1/messages, 50 clients", "/v1/messages", "messages", 50),
+    ("streaming /v1/messages (8 chunks), 50 clients", "/v1/messages", "messages_stream", 50),
+    ("non-streaming /v1/chat/completions, 50 clients", "/v1/chat/completions", "chat", 50),
+    ("non-streaming 50 KB Claude Code request, 50 clients", "/v1/messages", "claude_code", 50),
+    ("non-streaming /v1/messages, 1 client", "/v1/messages", "messages", 1),
+]
+
+
+@contextmanager
+def checkout(revision: str) -> Iterator[Path]:
+    """``revision`` of this repository in a temporary directory, sharing this checkout's virtualenv."""
+    directory = Path(tempfile.mkdtemp(prefix="gateway-compare-"))
+    tree = directory / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), revision], check=True,
+                   capture_output=True)
+    try:
+        yield tree
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def measure(gw: Server, url: str, body: Path, clients: int, seconds: float) -> dict[str, float]:
+    workers = gw.workers()
+    before = cpu_seconds(workers)
+    figures = wrk_once(url, body, clients, seconds)
+    figures["cpu_ms"] = (cpu_seconds(workers) - before) * 1000 / max(1, figures["requests"])
+    return figures
+
+
+def compare(base: Path, head: Path, rounds: int, seconds: float, work: Path) -> dict[str, dict[str, list[dict]]]:
+    files = bodies(work)
+    results: dict[str, dict[str, list[dict]]] = {figure: {"base": [], "head": []} for figure, *_ in LOADS}
+    with ExitStack() as stack:
+        up = stack.enter_context(running(start_upstream(work / "upstream.log")))
+        gateways = {
+            "base": stack.enter_context(running(start_gateway(up, work, work / "base.log", root=base))),
+            "head": stack.enter_context(running(start_gateway(up, work, work / "head.log", root=head))),
+        }
+        for gw in gateways.values():  # warm-up: connections, imports, caches
+            wrk_once(gw.url + "/v1/messages", files["messages"], 20, 2)
+        for round_ in range(rounds):
+            order = ["base", "head"] if round_ % 2 == 0 else ["head", "base"]
+            for figure, path, body, clients in LOADS:
+                for name in order:
+                    gw = gateways[name]
+                    results[figure][name].append(measure(gw, gw.url + path, files[body], clients, seconds))
+            print(f"  round {round_ + 1}/{rounds} done", file=sys.stderr)
+    return results
+
+
+def table(results: dict[str, dict[str, list[dict]]], base_name: str, head_name: str) -> str:
+    lines = [f"| figure | {base_name} | {head_name} | change |", "|---|---:|---:|---:|"]
+    for figure, runs in results.items():
+        def median(name: str, key: str) -> float:
+            return statistics.median(run[key] for run in runs[name])
+
+        if figure.endswith("1 client"):
+            rows = [("p50 latency", "p50_us", 1 / 1000, "{:.2f} ms", -1)]
+        else:
+            rows = [("requests/s", "rps", 1, "{:,.0f} req/s", 1), ("CPU per request", "cpu_ms", 1, "{:.2f} ms", -1)]
+        for label, key, scale, shape, better in rows:
+            old, new = median("base", key) * scale, median("head", key) * scale
+            change = (new - old) / old * 100 if old else 0.0
+            verdict = "better" if change * better > 0 else "worse"
+            lines.append(f"| {figure}: {label} | {shape.format(old)} | {shape.format(new)} | {change:+.0f}% ({verdict}) |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Compare this tree with another revision under the same load.")
+    parser.add_argument("revision", help="the baseline: a commit, tag or branch of this repository")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of each wrk run")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+    raise_nofile()
+    with checkout(args.revision) as base, tempfile.TemporaryDirectory(prefix="gateway-compare-work-") as work:
+        results = compare(base, ROOT, args.rounds, args.seconds, Path(work))
+    print(f"\n{args.rounds} alternating rounds of {args.seconds:g} s per figure; medians.\n")
+    print(table(results, args.revision, "this tree"))
+
+
+if __name__ == "__main__":
+    main()
