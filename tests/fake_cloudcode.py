@@ -778,7 +778,12 @@ def _check_tool_config(request: dict[str, Any], declared: list[str]) -> None:
     if mode is not None and mode not in CALLING_MODES:
         raise invalid("Invalid value at 'request.tool_config.function_calling_config.mode' (type.googleapis.com/"
                       f"google.ai.generativelanguage.v1beta.FunctionCallingConfig.Mode), \"{mode}\"")
-    for name in _get(calling, "allowedFunctionNames") or []:
+    allowed = _get(calling, "allowedFunctionNames") or []
+    if allowed and mode not in ("ANY", "VALIDATED"):
+        # Google documents the names as valid with ANY or VALIDATED only; the text follows its other messages.
+        raise invalid("* GenerateContentRequest.tool_config.function_calling_config.allowed_function_names: "
+                      "allowed_function_names may only be set when mode is ANY or VALIDATED")
+    for name in allowed:
         if name not in declared:
             raise invalid("* GenerateContentRequest.tool_config.function_calling_config.allowed_function_names: "
                           f"function '{name}' is not declared in tools")

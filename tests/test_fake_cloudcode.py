@@ -893,6 +893,8 @@ def test_tool_config_rules(client):
     assert_invalid(client.generate([user("x")], tools=WEATHER, toolConfig=bad_mode), "FunctionCallingConfig.Mode")
     undeclared = {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["nope"]}}
     assert_invalid(client.generate([user("x")], tools=WEATHER, toolConfig=undeclared), "'nope' is not declared")
+    with_auto = {"functionCallingConfig": {"mode": "AUTO", "allowedFunctionNames": ["get_weather"]}}
+    assert_invalid(client.generate([user("x")], tools=WEATHER, toolConfig=with_auto), "only be set when mode is ANY")
     good = {"functionCallingConfig": {"mode": "VALIDATED", "allowedFunctionNames": ["get_weather"]},
             "includeServerSideToolInvocations": True}
     assert_ok(client.generate([user("x")], "claude-sonnet-4-5", tools=WEATHER, toolConfig=good, tool_config=good))

@@ -437,6 +437,12 @@ def test_legacy_functions_and_function_call(oai, fake) -> None:
         ("required", {"mode": "ANY"}),
         ({"type": "function", "function": {"name": "get_weather"}},
          {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}),
+        ({"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [
+            {"type": "function", "function": {"name": "get_weather"}}]}},
+         {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}),
+        ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [
+            {"type": "function", "name": "get_weather"}]}},
+         {"mode": "VALIDATED", "allowedFunctionNames": ["get_weather"]}),
     ],
 )
 def test_tool_choice(oai, fake, choice, expected) -> None:
@@ -590,3 +596,19 @@ def test_waiting_for_a_rate_limited_account_pings_then_answers(fake, accounts_fi
         assert len(fake.generate_requests()) == 2
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize(("allowed", "param", "words"), [
+    ({"mode": "auto", "tools": [{"type": "function", "function": {"name": "get_time"}}]},
+     "tool_choice.allowed_tools.tools[0].function.name", "not in tools: get_time"),
+    ({"mode": "sometimes", "tools": [{"type": "function", "function": {"name": "get_weather"}}]},
+     "tool_choice.allowed_tools.mode", "'auto' or 'required'"),
+    ({"mode": "auto", "tools": []}, "tool_choice.allowed_tools.tools", "at least one function"),
+])
+def test_allowed_tools_naming_what_is_not_there_is_a_400(oai, fake, allowed, param, words) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.chat.completions.create(model="gemini-3-flash", messages=HELLO, tools=[WEATHER],
+                                    tool_choice={"type": "allowed_tools", "allowed_tools": allowed})
+    error = caught.value.body
+    assert error["param"] == param and words in error["message"]
+    assert fake.generate_requests() == []

@@ -75,6 +75,8 @@ class Tool:
 class ToolChoice:
     mode: Literal["auto", "any", "none", "tool"]
     name: str | None = None
+    # OpenAI's allowed_tools: the model may call only these (``auto``) or must call one of them (``any``).
+    allowed: tuple[str, ...] = ()
 
 
 @dataclass

@@ -355,9 +355,33 @@ def _tool_choice(value: Any, path: str, tools: list[Tool]) -> ToolChoice | None:
         function = _expect(value.get("function"), dict, f"{path}.function", "an object")
         return _named_choice(function.get("name"), f"{path}.function.name", tools)
     if kind == "allowed_tools":
-        allowed = _expect(value.get("allowed_tools"), dict, f"{path}.allowed_tools", "an object")
-        return ToolChoice(mode="any" if allowed.get("mode") == "required" else "auto")
+        return _allowed_tools(_expect(value.get("allowed_tools"), dict, f"{path}.allowed_tools", "an object"),
+                              f"{path}.allowed_tools", tools)
     raise _Invalid(f"{path}.type", "must be 'function' or 'allowed_tools'")
+
+
+def _allowed_tools(value: dict[str, Any], path: str, tools: list[Tool]) -> ToolChoice:
+    """``{"mode": "auto" | "required", "tools": [{"type": "function", "function": {"name": ...}}, ...]}``.
+
+    Items naming the function directly (``{"type": "function", "name": ...}``, the Responses API's form) are
+    taken too. Every name must be one of ``tools``, as for a named choice.
+    """
+    mode = value.get("mode")
+    if mode not in ("auto", "required"):
+        raise _Invalid(f"{path}.mode", "must be 'auto' or 'required'")
+    items = _expect(value.get("tools"), list, f"{path}.tools", "a list")
+    names: list[str] = []
+    for index, item in enumerate(items):
+        where = f"{path}.tools[{index}]"
+        item = _expect(item, dict, where, "an object")
+        function = item.get("function")
+        if isinstance(function, dict):
+            names.append(_named_choice(function.get("name"), f"{where}.function.name", tools).name or "")
+        else:
+            names.append(_named_choice(item.get("name"), f"{where}.name", tools).name or "")
+    if not names:
+        raise _Invalid(f"{path}.tools", "must name at least one function")
+    return ToolChoice(mode="any" if mode == "required" else "auto", allowed=tuple(dict.fromkeys(names)))
 
 
 def _response_format(value: dict[str, Any] | None) -> ResponseFormat | None:

@@ -223,6 +223,10 @@ def _thinking_level(effort: str, model: ModelInfo) -> str:
 
 def _function_calling(request: Request, model: ModelInfo, names: dict[str, str]) -> dict[str, Any]:
     choice = request.tool_choice
+    if choice is not None and choice.allowed:
+        # Google takes allowedFunctionNames with ANY or VALIDATED (call or answer, within the names), not AUTO.
+        return {"mode": "ANY" if choice.mode == "any" else "VALIDATED",
+                "allowedFunctionNames": [names.get(name, name) for name in choice.allowed]}
     if choice is None or choice.mode == "auto":
         return {"mode": "VALIDATED" if model.family == "claude" else "AUTO"}
     if choice.mode == "none":
