@@ -154,7 +154,7 @@ class Dispatcher:
         model = self.resolve_model(request)
         resolve_remote_images(request, self.settings)
         try:
-            yield from self._serve(request, model, outcome)
+            relay = yield from self._begin(request, model, outcome)
         except RateLimited:
             # Only raised before any content: _relay turns every failure into UpstreamError.
             fallback = self._fallback(request, model)
@@ -162,7 +162,11 @@ class Dispatcher:
                 raise
             log.warning("every account is out of quota for %s, answering with %s", model.id, fallback.id)
             outcome.fallback_from = model.id
-            yield from self._serve(request, fallback, outcome)
+            relay = yield from self._begin(request, fallback, outcome)
+        # The answer has started and nothing re-sends the request now: let its conversation go (a Claude Code
+        # request holds several hundred KB of text) while the rest of a long stream is relayed.
+        del request
+        yield from relay
 
     def _fallback(self, request: Request, model: ModelInfo) -> ModelInfo | None:
         target = self.settings.model_fallbacks.get(model.id)
@@ -174,8 +178,12 @@ class Dispatcher:
             log.warning("GATEWAY_MODEL_FALLBACK names %s, which is not a known model", target)
             return None
 
-    def _serve(self, request: Request, model: ModelInfo, outcome: Outcome) -> Iterator[Event]:
-        """Attempts on ``model`` until one produces content; then relays the rest of the answer."""
+    def _begin(self, request: Request, model: ModelInfo, outcome: Outcome) -> Generator[Event, None, Iterator[Event]]:
+        """Attempts on ``model`` until one produces content; returns the relay of the rest of that answer.
+
+        Yields only KeepAlive events (while waiting for an account or backing off), so everything before
+        the returned relay can still be retried.
+        """
         outcome.model = model.id
         budget = _Budget(self.settings)
         session = session_id(request)
@@ -197,11 +205,8 @@ class Dispatcher:
                     log.warning("empty upstream answer from %s, retrying", account.label)
                     time.sleep(self.settings.empty_retry_delay)
                     continue
-                yield TextDelta(NO_RESPONSE_TEXT)
-                yield Finish(reason="end_turn", usage=Usage())
-                return
-            yield from self._relay(*started, model, outcome)
-            return
+                return iter([TextDelta(NO_RESPONSE_TEXT), Finish(reason="end_turn", usage=Usage())])
+            return self._relay(*started, model, outcome)
 
     def _start(
         self, account: Account, request: Request, model: ModelInfo, outcome: Outcome

@@ -159,3 +159,25 @@ def test_a_blocked_prompt_is_content_filter_with_a_refusal_for_openai(gateway, f
     assert "blocked this prompt (BLOCKLIST)" in refusal
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "content_filter"
     assert len(fake.generate_requests()) == 2
+
+
+def test_a_started_answer_no_longer_holds_the_request(gateway, fake) -> None:
+    """Once content flows nothing re-sends the request, so a long stream must not keep its conversation alive."""
+    import gc
+    import weakref
+
+    from gateway.core.events import TextDelta
+    from gateway.schemas.anthropic import MESSAGES_SCHEMA
+
+    dispatcher = gateway.app.extensions["gateway"].dispatcher
+    fake.enqueue(Reply.text("one two three four", chunks=4))
+    request = MESSAGES_SCHEMA.load({**ASK, "messages": [{"role": "user", "content": "x" * 100_000}]})
+    held = weakref.ref(request)
+    with gateway.app.app_context():
+        events = dispatcher.events(request)
+        first = next(events)
+        del request
+        gc.collect()
+        assert isinstance(first, TextDelta) and held() is None  # mid-answer, the request is gone
+        rest = [event.text for event in events if isinstance(event, TextDelta)]
+    assert first.text + "".join(rest) == "one two three four"
