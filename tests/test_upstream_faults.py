@@ -181,3 +181,20 @@ def test_a_started_answer_no_longer_holds_the_request(gateway, fake) -> None:
         assert isinstance(first, TextDelta) and held() is None  # mid-answer, the request is gone
         rest = [event.text for event in events if isinstance(event, TextDelta)]
     assert first.text + "".join(rest) == "one two three four"
+
+
+def test_an_error_answer_to_a_json_call_reaches_the_client_with_its_message(fake, tmp_path) -> None:
+    """loadCodeAssist (project discovery) is read whole, not streamed: its error body must still be read."""
+    from tests.conftest import write_accounts
+
+    accounts = write_accounts(tmp_path / "accounts.json", [{"email": "alice@example.com", "refreshToken": REFRESH_TOKEN}])
+    fake.inject("loadCodeAssist", status=403, body={"error": {
+        "code": 403, "message": "Gemini for Google Cloud API has not been used in project 123", "status": "PERMISSION_DENIED"}})
+    url, _, server = serve(gateway_settings(fake, accounts))
+    try:
+        response = requests.post(f"{url}/v1/messages", json=ASK, timeout=10)
+    finally:
+        server.shutdown()
+    assert response.status_code == 403
+    assert response.json()["error"]["type"] == "permission_error"
+    assert "has not been used in project 123" in response.json()["error"]["message"]

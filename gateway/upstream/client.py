@@ -267,7 +267,8 @@ class CloudCodeClient:
                 continue
             if response.status < 300:
                 return response
-            error = UpstreamHTTPError(response.status, response.read(), response.headers)
+            # .data, not .read(): a response read whole already (preloaded) has nothing left to read.
+            error = UpstreamHTTPError(response.status, response.data, response.headers)
             _release(response)
             if error.status == 401:
                 account.tokens.invalidate(request_headers["Authorization"][7:])
