@@ -5,25 +5,16 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.redact import _SECRET_PATTERNS, redact
+from gateway.redact import mask_patterns, redact
 
 FRAGMENTS = ["ya29.", "1//", "4/0", "GOCSPX-", "Bearer ", "bearer\t", "BEARER  ", "access_token=", "Refresh_Token:",
              "api-key ", "API_KEY\"", "apikey'", "client_secret=", "abc", "Q-_9.", " ", "\"", ",", "&", "=", "/", "1", "4"]
 
 
-def scan_every_pattern(text: str) -> str:
-    for pattern in _SECRET_PATTERNS:
-        if pattern.groups:
-            text = pattern.sub(lambda m: m.group(1) + "[redacted]", text)
-        else:
-            text = pattern.sub("[redacted]", text)
-    return text
-
-
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.sampled_from(FRAGMENTS), max_size=12).map("".join))
 def test_the_shortcut_masks_exactly_what_every_pattern_masks(text: str) -> None:
-    assert redact(text) == scan_every_pattern(text)
+    assert redact(text) == mask_patterns(text)
 
 
 def test_each_kind_of_secret_is_masked_and_plain_lines_pass_unchanged() -> None:
