@@ -97,7 +97,7 @@ def table(results: dict[str, dict[str, list[dict]]], base_name: str, head_name: 
             return statistics.median(run[key] for run in runs[name])
 
         if figure.endswith("1 client"):
-            rows = [("p50 latency", "p50_us", 1 / 1000, "{:.2f} ms", -1)]
+            rows = [("p50 latency", "p50_us", 1 / 1000, "{:.2f} ms", -1), ("p99 latency", "p99_us", 1 / 1000, "{:.2f} ms", -1)]
         else:
             rows = [("requests/s", "rps", 1, "{:,.0f} req/s", 1), ("CPU per request", "cpu_ms", 1, "{:.2f} ms", -1)]
         for label, key, scale, shape, better in rows:
