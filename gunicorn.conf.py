@@ -5,12 +5,17 @@ It must not import the gateway: the master would import ssl before the gevent wo
 
 from __future__ import annotations
 
+import glob
 import ipaddress
 import os
 import resource
+import shutil
+import tempfile
 
 # Descriptors a held stream needs in its worker: the client's socket and the upstream's.
 FILES_PER_CONNECTION = 2
+# Where the workers' metrics meet (prometheus_client's multiprocess mode), when this file chose the directory.
+_metrics_directory: str | None = None
 
 
 def _loopback(host: str) -> bool:
@@ -45,9 +50,46 @@ def raise_open_files_limit(wanted: int) -> int:
     return soft
 
 
+def share_metrics_between_workers() -> str:
+    """Point every worker's prometheus_client at one directory, emptied, so /metrics shows the totals.
+
+    Set in the master before any worker starts (the workers inherit the environment; prometheus_client reads it
+    when first imported). A directory given in ``PROMETHEUS_MULTIPROC_DIR`` is used and emptied, as
+    prometheus_client requires between runs; otherwise a temporary one is made, and removed at exit.
+    prometheus_client itself is not imported here: it imports ssl, which the master must not.
+    """
+    global _metrics_directory
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for stale in glob.glob(os.path.join(directory, "*.db")):
+            os.remove(stale)
+    else:
+        directory = _metrics_directory = tempfile.mkdtemp(prefix="gateway-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
+
+
 def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's Arbiter; workers inherit the master's limits
+    share_metrics_between_workers()
     wanted = server.cfg.worker_connections * FILES_PER_CONNECTION + 256
     limit = raise_open_files_limit(wanted)
     if limit < wanted:
         server.log.warning("open-file limit %d is below the %d that %d worker connections need; raise it "
                            "(ulimit -n) or lower --worker-connections", limit, wanted, server.cfg.worker_connections)
+
+
+def child_exit(server, worker) -> None:  # noqa: ANN001
+    """A worker ended: its live gauges (streams in flight) stop counting; its counters keep their totals.
+
+    What ``prometheus_client.multiprocess.mark_process_dead`` does, without importing it into the master.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        for live in glob.glob(os.path.join(directory, f"gauge_live*_{worker.pid}.db")):
+            os.remove(live)
+
+
+def on_exit(server) -> None:  # noqa: ANN001
+    if _metrics_directory is not None:
+        shutil.rmtree(_metrics_directory, ignore_errors=True)

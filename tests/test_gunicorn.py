@@ -168,3 +168,25 @@ def test_python_app_turns_nagle_off_for_accepted_connections() -> None:
                 assert accepted.recv(4) == b"ping"
     finally:
         server.close()
+
+
+def test_metrics_add_up_the_workers(gunicorn_url, fake) -> None:
+    """Each scrape lands on one worker; every one of them must show the requests all workers served."""
+    def served() -> list[float]:
+        counts = []
+        for _ in range(6):  # new connections: the workers take them in turn as they come
+            text = requests.get(f"{gunicorn_url}/metrics", headers={"Connection": "close"}, timeout=5).text
+            counts.append(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                              if line.startswith("gateway_requests_total{")))
+        return counts
+
+    for index in range(12):
+        answer = requests.post(f"{gunicorn_url}/v1/messages", headers={"Connection": "close"}, timeout=10, json={
+            "model": "gemini-3-flash", "max_tokens": 20, "messages": [{"role": "user", "content": f"n{index}"}]})
+        assert answer.status_code == 200
+    for _ in range(50):  # the last request is counted just after its answer went out
+        counts = served()
+        if counts == [12.0] * 6:
+            break
+        time.sleep(0.1)
+    assert counts == [12.0] * 6
