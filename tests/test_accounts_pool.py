@@ -314,3 +314,26 @@ def test_when_every_account_refuses_the_client_gets_the_upstream_answer(fake, tr
     assert answer.json()["error"]["type"] == "permission_error"
     assert "does not have permission" in answer.json()["error"]["message"]
     assert len(fake.generate_requests()) == 3
+
+
+def test_cooldowns_in_the_file_are_honoured_at_start(fake, trio_file) -> None:
+    """antigravity-claude-proxy's modelRateLimits (and the gateway's own, from another worker or an earlier run)."""
+    import json
+    import time
+
+    data = json.loads(trio_file.read_text())
+    now_ms = int(time.time() * 1000)
+    data["accounts"][0]["modelRateLimits"] = {
+        "gemini-3-flash": {"isRateLimited": True, "resetTime": now_ms + 3_600_000},
+        MODEL: {"isRateLimited": True, "resetTime": now_ms - 1000},  # over already
+        "claude-opus-4-5-thinking": {"isRateLimited": False, "resetTime": now_ms + 3_600_000},
+        "gemini-3-pro-high": "not a limit",
+    }
+    trio_file.write_text(json.dumps(data))
+    with running(fake, trio_file, account_strategy="sticky") as (url, _):
+        assert post(url, ask()).status_code == 200  # alice: her limit on it is over
+        assert post(url, ask(model="gemini-3-flash")).status_code == 200  # not alice: limited for an hour
+        report = requests.get(f"{url}/account-limits", timeout=10).json()
+    served = [(r.email, r.body["model"]) for r in fake.generate_requests()]
+    assert served == [("alice@example.com", MODEL), ("bob@example.com", "gemini-3-flash")]
+    assert list(report["accounts"][0]["modelRateLimits"]) == ["gemini-3-flash"]

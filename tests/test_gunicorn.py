@@ -190,3 +190,37 @@ def test_metrics_add_up_the_workers(gunicorn_url, fake) -> None:
             break
         time.sleep(0.1)
     assert counts == [12.0] * 6
+
+
+def test_a_429_seen_by_one_worker_keeps_every_worker_off_that_account(fake, tmp_path) -> None:
+    """The cooldown goes into the accounts file, which every worker re-reads (at most once a second)."""
+    import json as json_module
+
+    from tests.conftest import REFRESH_TOKEN, write_accounts
+
+    fake.add_account("bob@example.com", refresh_token="1//refresh-bob", project_id="proj-bob")
+    accounts = write_accounts(tmp_path / "accounts.json", [
+        {"email": "alice@example.com", "refreshToken": REFRESH_TOKEN, "projectId": "proj-alice"},
+        {"email": "bob@example.com", "refreshToken": "1//refresh-bob", "projectId": "proj-bob"}])
+    fake.enqueue(Reply.error(429, reason="QUOTA_EXHAUSTED", retry_delay="3600s"), email="alice@example.com")
+    port = free_port()
+    env = {**upstream_env(fake, accounts), "GATEWAY_ACCOUNT_STRATEGY": "sticky"}
+    process = start_gunicorn(env, f"127.0.0.1:{port}", "-w", "2")
+    url = f"http://127.0.0.1:{port}"
+    ask = {"model": "gemini-3-flash", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        assert wait_healthy(url)
+        first = requests.post(f"{url}/v1/messages", json=ask, headers={"Connection": "close"}, timeout=10)
+        assert first.status_code == 200  # alice's 429, then bob
+        limits = json_module.loads(accounts.read_text())["accounts"][0]["modelRateLimits"]
+        assert limits["gemini-3-flash"]["isRateLimited"] is True
+        assert limits["gemini-3-flash"]["resetTime"] / 1000 - time.time() > 3500
+        time.sleep(1.2)  # every worker has looked at the file again by now
+        for _ in range(10):  # new connections: both workers take some
+            answer = requests.post(f"{url}/v1/messages", json=ask, headers={"Connection": "close"}, timeout=10)
+            assert answer.status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    served = [r.email for r in fake.generate_requests()]
+    assert served.count("alice@example.com") == 1 and served.count("bob@example.com") == 11

@@ -34,7 +34,7 @@ from ..catalog import is_listed_id
 from ..config import Settings
 from ..errors import RateLimited, ServiceUnavailable
 from .credentials import TokenSource
-from .store import AccountsFileError, account_entries, read_accounts_file, update_account_entry
+from .store import AccountsFileError, account_entries, read_accounts_file, update_account_entry, update_accounts_file
 
 log = logging.getLogger(__name__)
 
@@ -318,11 +318,33 @@ class AccountPool:
         return next((a for a in self.accounts if a.email == email), None)
 
     def mark_rate_limited(self, account: Account, model: str, seconds: float) -> None:
+        until = time.time() + max(seconds, MIN_COOLDOWN)
         with self._lock:
-            account.cooldowns[model] = time.time() + max(seconds, MIN_COOLDOWN)
+            account.cooldowns[model] = until
         log.warning("account %s rate-limited on %s for %.1fs", account.label, model, seconds)
+        self._share_cooldown(account, model, until)
         if self.on_rate_limit is not None:
             self.on_rate_limit(account, model)
+
+    def _share_cooldown(self, account: Account, model: str, until: float) -> None:
+        """Write the cooldown into the accounts file, where the other gunicorn workers pick it up (within
+        ``reload_interval``) instead of each meeting the same 429; in antigravity-claude-proxy's shape."""
+        if self.accounts_file is None:
+            return
+        now = time.time()
+
+        def change(data: dict[str, Any]) -> None:
+            for entry in data.get("accounts", []):
+                if isinstance(entry, dict) and entry.get("email") == account.email:
+                    limits = {m: v for m, v in (entry.get("modelRateLimits") or {}).items()
+                              if _cooldown_until(v) > now} if isinstance(entry.get("modelRateLimits"), dict) else {}
+                    limits[model] = {"isRateLimited": True, "resetTime": int(until * 1000)}
+                    entry["modelRateLimits"] = limits
+
+        try:
+            update_accounts_file(self.accounts_file, change)
+        except (OSError, AccountsFileError) as exc:
+            log.warning("could not save the cooldown of %s: %s", account.label, exc)
 
     def mark_invalid(self, account: Account, reason: str) -> None:
         """Take the account out of rotation and say why in the accounts file (``accounts list`` shows it)."""
@@ -423,5 +445,26 @@ def _build_all(entries: list[dict[str, Any]], settings: Settings, current: list[
             project = entry.get("projectId")
             if isinstance(project, str) and project:
                 account.project_id = project
+        for model, until in file_cooldowns(entry).items():  # another worker's 429s
+            account.cooldowns[model] = max(until, account.cooldowns.get(model, 0.0))
         accounts.append(account)
     return accounts
+
+
+def file_cooldowns(entry: dict[str, Any], now: float | None = None) -> dict[str, float]:
+    """model -> end of cooldown (epoch seconds) from an entry's ``modelRateLimits``, the ones still running.
+
+    The shape is antigravity-claude-proxy's: ``{"isRateLimited": true, "resetTime": <epoch ms>}``.
+    """
+    limits = entry.get("modelRateLimits")
+    if not isinstance(limits, dict):
+        return {}
+    now = time.time() if now is None else now
+    return {model: until for model, value in limits.items() if (until := _cooldown_until(value)) > now}
+
+
+def _cooldown_until(value: Any) -> float:
+    if not isinstance(value, dict) or value.get("isRateLimited") is False:
+        return 0.0
+    reset = value.get("resetTime")
+    return reset / 1000 if isinstance(reset, (int, float)) and not isinstance(reset, bool) else 0.0
