@@ -14,8 +14,8 @@ import tempfile
 
 # Descriptors a held stream needs in its worker: the client's socket and the upstream's.
 FILES_PER_CONNECTION = 2
-# Where the workers' metrics meet (prometheus_client's multiprocess mode), when this file chose the directory.
-_metrics_directory: str | None = None
+# What this file made for the workers to share (metrics, signature memory), removed at exit.
+_made: list[str] = []
 
 
 def _loopback(host: str) -> bool:
@@ -58,20 +58,35 @@ def share_metrics_between_workers() -> str:
     prometheus_client requires between runs; otherwise a temporary one is made, and removed at exit.
     prometheus_client itself is not imported here: it imports ssl, which the master must not.
     """
-    global _metrics_directory
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         os.makedirs(directory, exist_ok=True)
         for stale in glob.glob(os.path.join(directory, "*.db")):
             os.remove(stale)
     else:
-        directory = _metrics_directory = tempfile.mkdtemp(prefix="gateway-metrics-")
+        directory = tempfile.mkdtemp(prefix="gateway-metrics-")
+        _made.append(directory)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
+
+
+def share_memory_between_workers() -> str:
+    """One directory for the workers' shared signature memory (``GATEWAY_SHARED_STATE_DIR``, else a temporary one).
+
+    A client's next turn reaches whichever worker takes its connection; the signatures and the thinking kept
+    for it must be there too (``gateway/sharedcache.py``).
+    """
+    directory = os.environ.get("GATEWAY_SHARED_STATE_DIR")
+    if not directory:
+        directory = tempfile.mkdtemp(prefix="gateway-state-")
+        _made.append(directory)
+        os.environ["GATEWAY_SHARED_STATE_DIR"] = directory
     return directory
 
 
 def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's Arbiter; workers inherit the master's limits
     share_metrics_between_workers()
+    share_memory_between_workers()
     wanted = server.cfg.worker_connections * FILES_PER_CONNECTION + 256
     limit = raise_open_files_limit(wanted)
     if limit < wanted:
@@ -91,5 +106,5 @@ def child_exit(server, worker) -> None:  # noqa: ANN001
 
 
 def on_exit(server) -> None:  # noqa: ANN001
-    if _metrics_directory is not None:
-        shutil.rmtree(_metrics_directory, ignore_errors=True)
+    for directory in _made:
+        shutil.rmtree(directory, ignore_errors=True)

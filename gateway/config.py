@@ -114,6 +114,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     accounts_file: Path = field(default_factory=_default_accounts_file)
+    # Where gunicorn's workers share what one learns (signature memory); None: each process keeps its own.
+    shared_state_dir: Path | None = None
     cloudcode_urls: tuple[str, ...] = (DAILY_URL, PROD_URL)
     oauth_token_url: str = GOOGLE_TOKEN_URL
     oauth_client_id: str = ANTIGRAVITY_CLIENT_ID
@@ -166,6 +168,7 @@ class Settings:
             host=env.get("HOST", "127.0.0.1"),
             port=_int(env, "PORT", 8080),
             accounts_file=Path(accounts).expanduser() if accounts else _default_accounts_file(),
+            shared_state_dir=Path(shared).expanduser() if (shared := env.get("GATEWAY_SHARED_STATE_DIR")) else None,
             cloudcode_urls=urls or (DAILY_URL, PROD_URL),
             oauth_token_url=env.get("GATEWAY_OAUTH_TOKEN_URL") or GOOGLE_TOKEN_URL,
             oauth_client_id=env.get("GATEWAY_OAUTH_CLIENT_ID") or ANTIGRAVITY_CLIENT_ID,

@@ -27,7 +27,7 @@ class Gateway:
         self.pool = pool if pool is not None else AccountPool.from_file(settings)
         self.client = CloudCodeClient(settings)
         self.catalog = Catalog(settings.model_aliases)
-        self.signatures = SignatureRegistry()
+        self.signatures = SignatureRegistry(settings.shared_state_dir)
         self.dispatcher = Dispatcher(settings, self.pool, self.client, self.catalog, self.signatures)
         self._listing_at = 0.0
         self._listing_lock = threading.Lock()

@@ -224,3 +224,25 @@ def test_a_429_seen_by_one_worker_keeps_every_worker_off_that_account(fake, tmp_
         process.wait(timeout=15)
     served = [r.email for r in fake.generate_requests()]
     assert served.count("alice@example.com") == 1 and served.count("bob@example.com") == 11
+
+
+def test_claude_thinking_kept_for_an_openai_client_reaches_whichever_worker_takes_the_next_turn(
+        gunicorn_url, fake) -> None:
+    """OpenAI clients drop reasoning; the gateway keeps the signed thinking, in memory all workers share."""
+    import openai
+
+    from tests.test_openai_api import WEATHER, replay
+
+    ask = dict(model="claude-sonnet-4-5-thinking", tools=[WEATHER], reasoning_effort="low")
+    for n in range(6):
+        fake.enqueue(Reply(thinking=f"Call the tool, turn {n}.", tool_calls=[("get_weather", {"city": "Oslo"})]),
+                     Reply(thinking="Done.", text="Snow."))
+        history: list[dict] = [{"role": "user", "content": f"Weather in Oslo? ({n})"}]
+        with openai.OpenAI(base_url=f"{gunicorn_url}/v1", api_key="k", max_retries=0) as first_client:
+            message = first_client.chat.completions.create(messages=history, **ask).choices[0].message
+        call = message.tool_calls[0]
+        history += [replay(message), {"role": "tool", "tool_call_id": call.id, "content": "snow"}]
+        with openai.OpenAI(base_url=f"{gunicorn_url}/v1", api_key="k", max_retries=0) as second_client:  # new connection
+            assert second_client.chat.completions.create(messages=history, **ask).choices[0].message.content == "Snow."
+        parts = fake.generate_requests()[-1].body["request"]["contents"][1]["parts"]
+        assert parts[0].get("thought") is True and parts[0]["text"] == f"Call the tool, turn {n}.", parts

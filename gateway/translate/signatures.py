@@ -15,9 +15,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Generic, TypeVar
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 from ..core.request import Thinking
+from ..sharedcache import SharedTTLCache
 
 # Tells Gemini to skip validation of a function call whose signature was lost.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
@@ -25,14 +27,23 @@ SKIP_SIGNATURE = "skip_thought_signature_validator"
 MIN_SIGNATURE_LENGTH = 50
 # Thinking texts are large (up to the thinking budget); only the turns of live tool loops need keeping.
 MAX_THINKING_TURNS = 2048
+# Signatures and calls remembered, and for how long (seconds).
+MAX_ITEMS = 50_000
+TTL = 2 * 3600.0
 
 V = TypeVar("V")
+
+
+class Cache(Protocol[V]):
+    def put(self, key: str, value: V) -> None: ...
+
+    def get(self, key: str) -> V | None: ...
 
 
 class TTLCache(Generic[V]):
     """A small thread-safe LRU with expiry; bounded so a long-running server does not grow."""
 
-    def __init__(self, max_items: int = 50_000, ttl: float = 2 * 3600) -> None:
+    def __init__(self, max_items: int = MAX_ITEMS, ttl: float = TTL) -> None:
         self._items: OrderedDict[str, tuple[float, V]] = OrderedDict()
         self._max = max_items
         self._ttl = ttl
@@ -62,10 +73,23 @@ def _key(signature: str) -> str:
 
 
 class SignatureRegistry:
-    def __init__(self) -> None:
-        self._families: TTLCache[str] = TTLCache()
-        self._tool_signatures: TTLCache[tuple[str, str]] = TTLCache()
-        self._turn_thinking: TTLCache[tuple[tuple[str, str], ...]] = TTLCache(max_items=MAX_THINKING_TURNS)
+    """In the process, or, given ``directory``, in an SQLite file all gunicorn workers share (``sharedcache``):
+    a client's next turn reaches whichever worker takes its connection."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self._families: Cache[str]
+        self._tool_signatures: Cache[tuple[str, str]]
+        self._turn_thinking: Cache[tuple[tuple[str, str], ...]]
+        if directory is None:
+            self._families = TTLCache()
+            self._tool_signatures = TTLCache()
+            self._turn_thinking = TTLCache(max_items=MAX_THINKING_TURNS)
+            return
+        path, ttl = directory / "signatures.sqlite3", TTL
+        self._families = SharedTTLCache(path, "families", max_items=MAX_ITEMS, ttl=ttl)
+        self._tool_signatures = SharedTTLCache(path, "tool_signatures", max_items=MAX_ITEMS, ttl=ttl, decode=tuple)
+        self._turn_thinking = SharedTTLCache(path, "turn_thinking", max_items=MAX_THINKING_TURNS, ttl=ttl,
+                                             decode=lambda turns: tuple(map(tuple, turns)))
 
     def remember(self, signature: str, family: str) -> None:
         if signature and signature != SKIP_SIGNATURE:

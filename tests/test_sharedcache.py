@@ -1,0 +1,62 @@
+"""The signature memory gunicorn's workers share: an SQLite file that one process writes and another reads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway import sharedcache
+from gateway.core.request import Thinking
+from gateway.sharedcache import SharedTTLCache
+from gateway.translate.signatures import SignatureRegistry
+
+ROOT = Path(__file__).resolve().parent.parent
+SIG = "s" * 60
+
+
+def test_what_one_process_puts_another_reads(tmp_path) -> None:
+    writer = ("import sys; from pathlib import Path; from gateway.sharedcache import SharedTTLCache;"
+              "SharedTTLCache(Path(sys.argv[1]), 'calls', max_items=10, ttl=60).put('call_1', ['sig', 'claude'])")
+    subprocess.run([sys.executable, "-c", writer, str(tmp_path / "state.sqlite3")], cwd=ROOT, check=True)
+    reader = SharedTTLCache(tmp_path / "state.sqlite3", "calls", max_items=10, ttl=60, decode=tuple)
+    assert reader.get("call_1") == ("sig", "claude")
+    assert reader.get("call_2") is None
+
+
+def test_entries_expire(tmp_path, monkeypatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(sharedcache.time, "time", lambda: now[0])
+    cache: SharedTTLCache[str] = SharedTTLCache(tmp_path / "s.sqlite3", "families", max_items=10, ttl=60)
+    cache.put("k", "gemini")
+    now[0] += 59
+    assert cache.get("k") == "gemini"
+    now[0] += 2
+    assert cache.get("k") is None
+
+
+def test_the_table_is_cut_back_to_its_bound_oldest_first(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(sharedcache, "PRUNE_EVERY", 5)
+    cache: SharedTTLCache[int] = SharedTTLCache(tmp_path / "s.sqlite3", "items", max_items=3, ttl=60)
+    for n in range(10):  # pruned after the 5th and the 10th write
+        cache.put(f"k{n}", n)
+    assert [cache.get(f"k{n}") for n in range(10)] == [None] * 7 + [7, 8, 9]
+
+
+def test_a_table_name_is_checked(tmp_path) -> None:
+    with pytest.raises(ValueError):
+        SharedTTLCache(tmp_path / "s.sqlite3", "x; DROP TABLE y", max_items=1, ttl=1)
+
+
+def test_two_registries_on_one_directory_share_everything(tmp_path) -> None:
+    """Two workers: what the first relayed, the second can replay."""
+    first, second = SignatureRegistry(tmp_path), SignatureRegistry(tmp_path)
+    first.remember(SIG, "claude")
+    first.remember_tool_call("call_abc", "g" * 60, "gemini")
+    first.remember_turn_thinking("call_abc", [Thinking("Let me think.", SIG), Thinking("unsigned")])
+    assert second.family_of(SIG) == "claude"
+    assert second.tool_call_signature("call_abc") == ("g" * 60, "gemini")
+    assert second.turn_thinking("call_abc") == [Thinking("Let me think.", SIG)]
+    assert (tmp_path / "signatures.sqlite3").exists()
