@@ -12,6 +12,7 @@ switch on, so a call blocks its worker for its duration: tens of microseconds fo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 V = TypeVar("V")
+
+log = logging.getLogger(__name__)
 
 # Every this many writes, expired rows go and the table is cut back to its bound.
 PRUNE_EVERY = 256
@@ -45,17 +48,26 @@ class SharedTTLCache(Generic[V]):
         self._writes = 0
 
     def put(self, key: str, value: V) -> None:
+        """Remember ``value``; a failing file (full disk, lost permissions) only loses the entry, with a warning."""
         row = (key, time.time() + self.ttl, json.dumps(value, separators=(",", ":")))
-        with self._lock:
-            db = self._db()
-            db.execute(f"INSERT OR REPLACE INTO {self.table} (key, expires, value) VALUES (?, ?, ?)", row)
-            self._writes += 1
-            if self._writes % PRUNE_EVERY == 0:
-                self._prune(db)
+        try:
+            with self._lock:
+                db = self._db()
+                db.execute(f"INSERT OR REPLACE INTO {self.table} (key, expires, value) VALUES (?, ?, ?)", row)
+                self._writes += 1
+                if self._writes % PRUNE_EVERY == 0:
+                    self._prune(db)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("shared memory %s: could not write (%s)", self.path, exc)
 
     def get(self, key: str) -> V | None:
-        with self._lock:
-            row = self._db().execute(f"SELECT expires, value FROM {self.table} WHERE key = ?", (key,)).fetchone()
+        """The value, or None when absent, expired or unreadable (a miss costs what a lost entry costs)."""
+        try:
+            with self._lock:
+                row = self._db().execute(f"SELECT expires, value FROM {self.table} WHERE key = ?", (key,)).fetchone()
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("shared memory %s: could not read (%s)", self.path, exc)
+            return None
         if row is None or row[0] < time.time():
             return None
         return self.decode(json.loads(row[1]))

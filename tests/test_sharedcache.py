@@ -60,3 +60,11 @@ def test_two_registries_on_one_directory_share_everything(tmp_path) -> None:
     assert second.tool_call_signature("call_abc") == ("g" * 60, "gemini")
     assert second.turn_thinking("call_abc") == [Thinking("Let me think.", SIG)]
     assert (tmp_path / "signatures.sqlite3").exists()
+
+
+def test_an_unusable_file_loses_entries_but_never_fails_a_request(tmp_path, caplog) -> None:
+    (tmp_path / "taken").write_text("a file where the directory should be")
+    cache: SharedTTLCache[str] = SharedTTLCache(tmp_path / "taken" / "s.sqlite3", "families", max_items=1, ttl=60)
+    cache.put("k", "claude")
+    assert cache.get("k") is None
+    assert "could not write" in caplog.text and "could not read" in caplog.text
