@@ -1,6 +1,8 @@
-"""gunicorn reads this file from the working directory: a start-up check that needs the bind address.
+"""gunicorn reads this file from the working directory: what the master sets up before the workers start.
 
-It must not import the gateway: the master would import ssl before the gevent workers patch it.
+A warning when exposed without API keys (it needs the bind address), the open-file limit the connections need,
+and the directories the workers share (metrics, signature memory). It must not import the gateway, nor
+prometheus_client: the master would import ssl before the gevent workers patch it.
 """
 
 from __future__ import annotations
