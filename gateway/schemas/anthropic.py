@@ -14,7 +14,7 @@ import json
 import logging
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import EXCLUDE, Schema, fields, post_load, validate
 
 from ..core.request import (
     Image,
@@ -30,7 +30,7 @@ from ..core.request import (
     ToolChoice,
     ToolResult,
 )
-from .common import AnyOf, ItemList, StrictBoolean, StrictFloat, StrictInteger
+from .common import AnyOf, Invalid, ItemList, StrictBoolean, StrictFloat, StrictInteger, expect
 
 log = logging.getLogger(__name__)
 
@@ -38,46 +38,33 @@ IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 EFFORTS = {"minimal", "low", "medium", "high", "xhigh", "max"}
 
 
-class _Invalid(ValidationError):
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(message, field_name=path)
-
-
-def _expect(value: Any, kind: type | tuple[type, ...], path: str, what: str) -> Any:
-    if value.__class__ is kind:
-        return value  # The common case, decided without the checks below.
-    if not isinstance(value, kind) or isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise _Invalid(path, f"must be {what}")
-    return value
-
-
 def _text_of(value: Any, path: str) -> str:
-    return _expect(value, str, path, "a string")
+    return expect(value, str, path, "a string")
 
 
 # -- content blocks ---------------------------------------------------------------------------------
 
 
 def _image(block: dict[str, Any], path: str) -> Image:
-    source = _expect(block.get("source"), dict, f"{path}.source", "an object")
+    source = expect(block.get("source"), dict, f"{path}.source", "an object")
     kind = source.get("type")
     if kind == "base64":
         media_type = _text_of(source.get("media_type"), f"{path}.source.media_type")
         if block.get("type") == "image" and media_type not in IMAGE_TYPES:
-            raise _Invalid(f"{path}.source.media_type", f"must be one of {', '.join(sorted(IMAGE_TYPES))}")
+            raise Invalid(f"{path}.source.media_type", f"must be one of {', '.join(sorted(IMAGE_TYPES))}")
         data = _text_of(source.get("data"), f"{path}.source.data")
         try:
             base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
-            raise _Invalid(f"{path}.source.data", "is not valid base64") from None
+            raise Invalid(f"{path}.source.data", "is not valid base64") from None
         return Image(media_type=media_type, data=data)
     if kind == "url":
         return Image(media_type=source.get("media_type"), url=_text_of(source.get("url"), f"{path}.source.url"))
-    raise _Invalid(f"{path}.source.type", "must be 'base64' or 'url'")
+    raise Invalid(f"{path}.source.type", "must be 'base64' or 'url'")
 
 
 def _document(block: dict[str, Any], path: str) -> Part:
-    source = _expect(block.get("source"), dict, f"{path}.source", "an object")
+    source = expect(block.get("source"), dict, f"{path}.source", "an object")
     if source.get("type") == "text":
         return Text(_text_of(source.get("data"), f"{path}.source.data"))
     return _image(block, path)
@@ -88,11 +75,11 @@ def _tool_result_content(value: Any, path: str) -> list[Text | Image]:
         return []
     if isinstance(value, str):
         return [Text(value)]
-    items = _expect(value, list, path, "a string or a list of content blocks")
+    items = expect(value, list, path, "a string or a list of content blocks")
     parts: list[Text | Image] = []
     for index, block in enumerate(items):
         item_path = f"{path}.{index}"
-        block = _expect(block, dict, item_path, "an object")
+        block = expect(block, dict, item_path, "an object")
         kind = block.get("type")
         if kind == "text":
             parts.append(Text(_text_of(block.get("text"), f"{item_path}.text")))
@@ -109,18 +96,18 @@ def _tool_use(block: dict[str, Any], path: str) -> ToolCall:
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
         except ValueError:
-            raise _Invalid(f"{path}.input", "must be an object (or a JSON string of one)") from None
+            raise Invalid(f"{path}.input", "must be an object (or a JSON string of one)") from None
     if arguments is None:
         arguments = {}
     return ToolCall(
         id=_text_of(block.get("id"), f"{path}.id"),
         name=_text_of(block.get("name"), f"{path}.name"),
-        arguments=_expect(arguments, dict, f"{path}.input", "an object"),
+        arguments=expect(arguments, dict, f"{path}.input", "an object"),
     )
 
 
 def _block(block: Any, role: str, path: str) -> Part | None:
-    block = _expect(block, dict, path, "an object")
+    block = expect(block, dict, path, "an object")
     kind = block.get("type")
     if kind == "text":
         return Text(_text_of(block.get("text"), f"{path}.text"))
@@ -130,16 +117,16 @@ def _block(block: Any, role: str, path: str) -> Part | None:
         return _document(block, path)
     if kind == "tool_use":
         if role != "assistant":
-            raise _Invalid(f"{path}.type", "tool_use blocks belong in assistant messages")
+            raise Invalid(f"{path}.type", "tool_use blocks belong in assistant messages")
         return _tool_use(block, path)
     if kind == "tool_result":
         if role != "user":
-            raise _Invalid(f"{path}.type", "tool_result blocks belong in user messages")
+            raise Invalid(f"{path}.type", "tool_result blocks belong in user messages")
         is_error = block.get("is_error", False)
         return ToolResult(
             tool_call_id=_text_of(block.get("tool_use_id"), f"{path}.tool_use_id"),
             content=_tool_result_content(block.get("content"), f"{path}.content"),
-            is_error=bool(_expect(is_error, bool, f"{path}.is_error", "a boolean")) if is_error is not None else False,
+            is_error=bool(expect(is_error, bool, f"{path}.is_error", "a boolean")) if is_error is not None else False,
         )
     if kind == "thinking":
         signature = block.get("signature")
@@ -150,7 +137,7 @@ def _block(block: Any, role: str, path: str) -> Part | None:
     if kind == "redacted_thinking":
         return RedactedThinking(data=_text_of(block.get("data", ""), f"{path}.data"))
     if not isinstance(kind, str):
-        raise _Invalid(f"{path}.type", "is required and must be a string")
+        raise Invalid(f"{path}.type", "is required and must be a string")
     log.debug("ignoring content block of type %s", kind)
     return None
 
@@ -158,7 +145,7 @@ def _block(block: Any, role: str, path: str) -> Part | None:
 def _content(value: Any, role: str, path: str) -> list[Part]:
     if isinstance(value, str):
         return [Text(value)]
-    blocks = _expect(value, list, path, "a string or a list of content blocks")
+    blocks = expect(value, list, path, "a string or a list of content blocks")
     parts: list[Part] = []
     for index, block in enumerate(blocks):
         part = _block(block, role, f"{path}.{index}")
@@ -173,10 +160,10 @@ def _system_texts(value: Any, path: str) -> list[str]:
     if isinstance(value, str):
         return [value]
     texts = []
-    for index, block in enumerate(_expect(value, list, path, "a string or a list of text blocks")):
-        block = _expect(block, dict, f"{path}.{index}", "an object")
+    for index, block in enumerate(expect(value, list, path, "a string or a list of text blocks")):
+        block = expect(block, dict, f"{path}.{index}", "an object")
         if block.get("type", "text") != "text":
-            raise _Invalid(f"{path}.{index}.type", "system blocks must be text blocks")
+            raise Invalid(f"{path}.{index}.type", "system blocks must be text blocks")
         texts.append(_text_of(block.get("text"), f"{path}.{index}.text"))
     return texts
 
@@ -187,21 +174,21 @@ def _messages(value: list[Any]) -> tuple[list[Message], list[str]]:
     hoisted: list[str] = []
     for index, raw in enumerate(value):
         path = f"messages.{index}"
-        raw = _expect(raw, dict, path, "an object")
+        raw = expect(raw, dict, path, "an object")
         role = raw.get("role")
         if "content" not in raw:
-            raise _Invalid(f"{path}.content", "is required")
+            raise Invalid(f"{path}.content", "is required")
         if not isinstance(role, str):
-            raise _Invalid(f"{path}.role", "must be 'user' or 'assistant'")
+            raise Invalid(f"{path}.role", "must be 'user' or 'assistant'")
         if role == "system":
             content = raw["content"]
             hoisted.extend(_system_texts(content, f"{path}.content"))
             continue
         if role not in {"user", "assistant"}:
-            raise _Invalid(f"{path}.role", "must be 'user' or 'assistant'")
+            raise Invalid(f"{path}.role", "must be 'user' or 'assistant'")
         messages.append(Message(role=role, parts=_content(raw["content"], role, f"{path}.content")))
     if not messages:
-        raise _Invalid("messages", "must contain at least one user or assistant message")
+        raise Invalid("messages", "must contain at least one user or assistant message")
     return messages, hoisted
 
 
@@ -209,7 +196,7 @@ def _tools(value: list[Any] | None) -> list[Tool]:
     tools: list[Tool] = []
     for index, raw in enumerate(value or []):
         path = f"tools.{index}"
-        raw = _expect(raw, dict, path, "an object")
+        raw = expect(raw, dict, path, "an object")
         kind = raw.get("type")
         if kind is not None and kind != "custom" and "input_schema" not in raw:
             log.debug("ignoring server tool %s", kind)
@@ -220,7 +207,7 @@ def _tools(value: list[Any] | None) -> list[Tool]:
             Tool(
                 name=_text_of(raw.get("name"), f"{path}.name"),
                 description=_text_of(description, f"{path}.description") if description is not None else "",
-                parameters=_expect(schema, dict, f"{path}.input_schema", "an object"),
+                parameters=expect(schema, dict, f"{path}.input_schema", "an object"),
             )
         )
     return tools
@@ -231,19 +218,19 @@ def _tool_choice(value: dict[str, Any] | None, tools: list[Tool]) -> ToolChoice 
         return None
     kind = value.get("type")
     if not isinstance(kind, str) or kind not in {"auto", "any", "tool", "none"}:
-        raise _Invalid("tool_choice.type", "must be one of auto, any, tool, none")
+        raise Invalid("tool_choice.type", "must be one of auto, any, tool, none")
     name = None
     if kind == "tool":
         name = _text_of(value.get("name"), "tool_choice.name")
         if name not in {tool.name for tool in tools}:
-            raise _Invalid("tool_choice.name", f"names a tool that is not in tools: {name}")
+            raise Invalid("tool_choice.name", f"names a tool that is not in tools: {name}")
     return ToolChoice(mode=kind, name=name)
 
 
 def _thinking(value: dict[str, Any] | None, output_config: dict[str, Any] | None) -> ThinkingConfig | None:
     effort = (output_config or {}).get("effort")
     if effort is not None and (not isinstance(effort, str) or effort not in EFFORTS):
-        raise _Invalid("output_config.effort", f"must be one of {', '.join(sorted(EFFORTS))}")
+        raise Invalid("output_config.effort", f"must be one of {', '.join(sorted(EFFORTS))}")
     if value is None:
         return ThinkingConfig(enabled=True, effort=effort) if effort else None
     kind = value.get("type")
@@ -254,9 +241,9 @@ def _thinking(value: dict[str, Any] | None, output_config: dict[str, Any] | None
     if kind == "enabled":
         budget = value.get("budget_tokens")
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 0):
-            raise _Invalid("thinking.budget_tokens", "must be a non-negative integer")
+            raise Invalid("thinking.budget_tokens", "must be a non-negative integer")
         return ThinkingConfig(enabled=True, budget_tokens=budget, effort=effort)
-    raise _Invalid("thinking.type", "must be one of enabled, disabled, adaptive")
+    raise Invalid("thinking.type", "must be one of enabled, disabled, adaptive")
 
 
 # -- schemas ----------------------------------------------------------------------------------------

@@ -12,6 +12,23 @@ from typing import Any
 from marshmallow import ValidationError, fields, utils
 
 
+class Invalid(ValidationError):
+    """A validation error at ``path`` (``messages.0.content``), raised by the hand-written checks of both APIs."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message, field_name=path)
+
+
+def expect(value: Any, kind: type | tuple[type, ...], path: str, what: str) -> Any:
+    """``value`` if it is a ``kind``, else Invalid "must be ``what``". A bool is no int here, unless ``kind``
+    names bool itself: JSON's true is not a number."""
+    if value.__class__ is kind:
+        return value  # The common case, decided without the checks below.
+    if not isinstance(value, kind) or isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise Invalid(path, f"must be {what}")
+    return value
+
+
 class StrictInteger(fields.Integer):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import EXCLUDE, Schema, fields, post_load, validate
 
 from ..core.request import (
     Image,
@@ -33,7 +33,7 @@ from ..core.request import (
     ToolChoice,
     ToolResult,
 )
-from .common import AnyOf, ItemList, StrictBoolean, StrictFloat, StrictInteger
+from .common import AnyOf, Invalid, ItemList, StrictBoolean, StrictFloat, StrictInteger, expect
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +54,8 @@ class ChatRequest:
     include_usage: bool = False
 
 
-class _Invalid(ValidationError):
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(message, field_name=path)
-
-
-def _expect(value: Any, kind: type | tuple[type, ...], path: str, what: str) -> Any:
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise _Invalid(path, f"must be {what}")
-    return value
-
-
 def _string(value: Any, path: str) -> str:
-    return _expect(value, str, path, "a string")
+    return expect(value, str, path, "a string")
 
 
 # -- content parts ----------------------------------------------------------------------------------
@@ -76,12 +65,12 @@ def _data_url(url: str, path: str) -> Image:
     """``data:<mime>;base64,<data>`` -> an inline image (or other media, as documents are)."""
     match = _DATA_URL.fullmatch(url)
     if match is None or ";base64" not in match["params"]:
-        raise _Invalid(path, "must be an http(s) URL or a base64 data URL (data:<mime>;base64,<data>)")
+        raise Invalid(path, "must be an http(s) URL or a base64 data URL (data:<mime>;base64,<data>)")
     data = match["data"]
     try:
         base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise _Invalid(path, "holds data that is not valid base64") from None
+        raise Invalid(path, "holds data that is not valid base64") from None
     return Image(media_type=match["mime"] or "image/png", data=data)
 
 
@@ -94,22 +83,22 @@ def _image_url(part: dict[str, Any], path: str) -> Image:
         return _data_url(url, path)
     if url.startswith(("http://", "https://")):
         return Image(url=url)  # fetched by the dispatcher (gateway/media.py)
-    raise _Invalid(path, "must be an http(s) URL or a base64 data URL")
+    raise Invalid(path, "must be an http(s) URL or a base64 data URL")
 
 
 def _input_audio(part: dict[str, Any], path: str) -> Image:
-    audio = _expect(part.get("input_audio"), dict, f"{path}.input_audio", "an object")
+    audio = expect(part.get("input_audio"), dict, f"{path}.input_audio", "an object")
     kind = audio.get("format")
     if not isinstance(kind, str) or kind not in AUDIO_TYPES:
-        raise _Invalid(f"{path}.input_audio.format", "must be 'wav' or 'mp3'")
+        raise Invalid(f"{path}.input_audio.format", "must be 'wav' or 'mp3'")
     data = _string(audio.get("data"), f"{path}.input_audio.data")
     return _data_url(f"data:{AUDIO_TYPES[kind]};base64,{data}", f"{path}.input_audio.data")
 
 
 def _file(part: dict[str, Any], path: str) -> Image:
-    file = _expect(part.get("file"), dict, f"{path}.file", "an object")
+    file = expect(part.get("file"), dict, f"{path}.file", "an object")
     if file.get("file_data") is None:
-        raise _Invalid(f"{path}.file", "needs file_data: this gateway has no Files API for file_id")
+        raise Invalid(f"{path}.file", "needs file_data: this gateway has no Files API for file_id")
     data = _string(file["file_data"], f"{path}.file.file_data")
     if not data.startswith("data:"):
         filename = file.get("filename") if isinstance(file.get("filename"), str) else ""
@@ -118,7 +107,7 @@ def _file(part: dict[str, Any], path: str) -> Image:
 
 
 def _part(part: Any, path: str) -> Part | None:
-    part = _expect(part, dict, path, "an object")
+    part = expect(part, dict, path, "an object")
     kind = part.get("type")
     if kind == "text":
         return Text(_string(part.get("text"), f"{path}.text"))
@@ -129,7 +118,7 @@ def _part(part: Any, path: str) -> Part | None:
     if kind == "file":
         return _file(part, path)
     if not isinstance(kind, str):
-        raise _Invalid(f"{path}.type", "is required and must be a string")
+        raise Invalid(f"{path}.type", "is required and must be a string")
     log.debug("ignoring content part of type %s", kind)  # refusal parts, and types from the future
     return None
 
@@ -140,7 +129,7 @@ def _content(value: Any, path: str) -> list[Part]:
     if isinstance(value, str):
         return [Text(value)]
     parts = []
-    for index, raw in enumerate(_expect(value, list, path, "a string or an array of content parts")):
+    for index, raw in enumerate(expect(value, list, path, "a string or an array of content parts")):
         part = _part(raw, f"{path}[{index}]")
         if part is not None:
             parts.append(part)
@@ -158,7 +147,7 @@ def _call_id(value: Any, path: str) -> tuple[str, str | None]:
     """A tool-call id, and the Gemini signature a LiteLLM-style client folded into it."""
     call_id = _string(value, path)
     if not call_id:
-        raise _Invalid(path, "must not be empty")
+        raise Invalid(path, "must not be empty")
     base, mark, signature = call_id.partition(_THOUGHT_MARK)
     return (base, signature) if mark and base else (call_id, None)
 
@@ -177,8 +166,8 @@ def _arguments(value: Any, path: str) -> dict[str, Any]:
 
 
 def _tool_call(raw: Any, path: str) -> ToolCall:
-    raw = _expect(raw, dict, path, "an object")
-    function = _expect(raw.get("function"), dict, f"{path}.function", "an object")
+    raw = expect(raw, dict, path, "an object")
+    function = expect(raw.get("function"), dict, f"{path}.function", "an object")
     call_id, signature = _call_id(raw.get("id"), f"{path}.id")
     extra = raw.get("extra_content")
     google = extra.get("google") if isinstance(extra, dict) else None
@@ -194,7 +183,7 @@ def _tool_call(raw: Any, path: str) -> ToolCall:
 
 def _function_call(raw: Any, path: str, index: int) -> ToolCall:
     """The legacy single ``function_call``; its id is derived from the message position, stable per turn."""
-    raw = _expect(raw, dict, path, "an object")
+    raw = expect(raw, dict, path, "an object")
     return ToolCall(
         id=f"call_legacy_{index}",
         name=_string(raw.get("name"), f"{path}.name"),
@@ -217,7 +206,7 @@ class _History:
     def assistant(self, raw: dict[str, Any], path: str, index: int) -> None:
         parts = _content(raw.get("content"), f"{path}.content")
         tool_calls = raw.get("tool_calls")
-        for k, call in enumerate(_expect(tool_calls, list, f"{path}.tool_calls", "an array") if tool_calls else []):
+        for k, call in enumerate(expect(tool_calls, list, f"{path}.tool_calls", "an array") if tool_calls else []):
             parts.append(_tool_call(call, f"{path}.tool_calls[{k}]"))
         if raw.get("function_call") is not None:
             call = _function_call(raw["function_call"], f"{path}.function_call", index)
@@ -238,15 +227,15 @@ class _History:
 
     def add(self, raw: Any, index: int) -> None:
         path = f"messages[{index}]"
-        raw = _expect(raw, dict, path, "an object")
+        raw = expect(raw, dict, path, "an object")
         role = raw.get("role")
         if role == "assistant":
             self.assistant(raw, path, index)
             return
         if not isinstance(role, str) or role not in {"system", "developer", "user", "tool", "function"}:
-            raise _Invalid(f"{path}.role", "must be one of system, developer, user, assistant, tool, function")
+            raise Invalid(f"{path}.role", "must be one of system, developer, user, assistant, tool, function")
         if "content" not in raw:
-            raise _Invalid(f"{path}.content", "is required")
+            raise Invalid(f"{path}.content", "is required")
         content, content_path = raw["content"], f"{path}.content"
         if role in {"system", "developer"}:
             self.system.extend(_texts(content, content_path))
@@ -295,7 +284,7 @@ def _messages(value: list[Any]) -> tuple[list[Message], list[str]]:
     messages = history.messages
     if not messages:
         if not history.system:
-            raise _Invalid("messages", "must contain at least one message")
+            raise Invalid("messages", "must contain at least one message")
         # A lone system prompt is still a question (CPA sends it as the user turn).
         return [Message(role="user", parts=[Text(text) for text in history.system])], []
     return _answer_every_call(messages), history.system
@@ -305,13 +294,13 @@ def _messages(value: list[Any]) -> tuple[list[Message], list[str]]:
 
 
 def _function_tool(function: Any, path: str) -> Tool:
-    function = _expect(function, dict, path, "an object")
+    function = expect(function, dict, path, "an object")
     description = function.get("description")
     parameters = function.get("parameters")
     return Tool(
         name=_string(function.get("name"), f"{path}.name"),
         description=_string(description, f"{path}.description") if description is not None else "",
-        parameters=_expect(parameters, dict, f"{path}.parameters", "an object") if parameters is not None
+        parameters=expect(parameters, dict, f"{path}.parameters", "an object") if parameters is not None
         else dict(EMPTY_PARAMETERS),
     )
 
@@ -320,9 +309,9 @@ def _tools(tools: list[Any] | None, functions: list[Any] | None) -> list[Tool]:
     found: list[Tool] = []
     for index, raw in enumerate(tools or []):
         path = f"tools[{index}]"
-        raw = _expect(raw, dict, path, "an object")
+        raw = expect(raw, dict, path, "an object")
         if raw.get("type", "function") != "function":
-            raise _Invalid(f"{path}.type", "must be 'function': custom tools cannot be honoured upstream")
+            raise Invalid(f"{path}.type", "must be 'function': custom tools cannot be honoured upstream")
         found.append(_function_tool(raw.get("function"), f"{path}.function"))
     for index, raw in enumerate(functions or []):
         found.append(_function_tool(raw, f"functions[{index}]"))
@@ -335,7 +324,7 @@ def _tools(tools: list[Any] | None, functions: list[Any] | None) -> list[Tool]:
 def _named_choice(name: Any, path: str, tools: list[Tool]) -> ToolChoice:
     name = _string(name, path)
     if name not in {tool.name for tool in tools}:
-        raise _Invalid(path, f"names a function that is not in tools: {name}")
+        raise Invalid(path, f"names a function that is not in tools: {name}")
     return ToolChoice(mode="tool", name=name)
 
 
@@ -346,18 +335,18 @@ def _tool_choice(value: Any, path: str, tools: list[Tool]) -> ToolChoice | None:
     modes = {"none": "none", "auto": "auto", "required": "any"}
     if isinstance(value, str):
         if value not in modes:
-            raise _Invalid(path, "must be 'none', 'auto', 'required' or an object naming a function")
+            raise Invalid(path, "must be 'none', 'auto', 'required' or an object naming a function")
         return ToolChoice(mode=modes[value])  # type: ignore[arg-type]
     if "name" in value:  # legacy function_call: {"name": ...}
         return _named_choice(value["name"], f"{path}.name", tools)
     kind = value.get("type")
     if kind == "function":
-        function = _expect(value.get("function"), dict, f"{path}.function", "an object")
+        function = expect(value.get("function"), dict, f"{path}.function", "an object")
         return _named_choice(function.get("name"), f"{path}.function.name", tools)
     if kind == "allowed_tools":
-        return _allowed_tools(_expect(value.get("allowed_tools"), dict, f"{path}.allowed_tools", "an object"),
+        return _allowed_tools(expect(value.get("allowed_tools"), dict, f"{path}.allowed_tools", "an object"),
                               f"{path}.allowed_tools", tools)
-    raise _Invalid(f"{path}.type", "must be 'function' or 'allowed_tools'")
+    raise Invalid(f"{path}.type", "must be 'function' or 'allowed_tools'")
 
 
 def _allowed_tools(value: dict[str, Any], path: str, tools: list[Tool]) -> ToolChoice:
@@ -368,19 +357,19 @@ def _allowed_tools(value: dict[str, Any], path: str, tools: list[Tool]) -> ToolC
     """
     mode = value.get("mode")
     if mode not in ("auto", "required"):
-        raise _Invalid(f"{path}.mode", "must be 'auto' or 'required'")
-    items = _expect(value.get("tools"), list, f"{path}.tools", "a list")
+        raise Invalid(f"{path}.mode", "must be 'auto' or 'required'")
+    items = expect(value.get("tools"), list, f"{path}.tools", "a list")
     names: list[str] = []
     for index, item in enumerate(items):
         where = f"{path}.tools[{index}]"
-        item = _expect(item, dict, where, "an object")
+        item = expect(item, dict, where, "an object")
         function = item.get("function")
         if isinstance(function, dict):
             names.append(_named_choice(function.get("name"), f"{where}.function.name", tools).name or "")
         else:
             names.append(_named_choice(item.get("name"), f"{where}.name", tools).name or "")
     if not names:
-        raise _Invalid(f"{path}.tools", "must name at least one function")
+        raise Invalid(f"{path}.tools", "must name at least one function")
     return ToolChoice(mode="any" if mode == "required" else "auto", allowed=tuple(dict.fromkeys(names)))
 
 
@@ -393,11 +382,11 @@ def _response_format(value: dict[str, Any] | None) -> ResponseFormat | None:
     if kind == "json_object":
         return ResponseFormat()
     if kind == "json_schema":
-        spec = _expect(value.get("json_schema"), dict, "response_format.json_schema", "an object")
+        spec = expect(value.get("json_schema"), dict, "response_format.json_schema", "an object")
         if spec.get("schema") is None:
             return ResponseFormat()
-        return ResponseFormat(_expect(spec["schema"], dict, "response_format.json_schema.schema", "an object"))
-    raise _Invalid("response_format.type", "must be one of text, json_object, json_schema")
+        return ResponseFormat(expect(spec["schema"], dict, "response_format.json_schema.schema", "an object"))
+    raise Invalid("response_format.type", "must be one of text, json_object, json_schema")
 
 
 def _stop(value: Any) -> list[str]:
@@ -444,9 +433,9 @@ class ChatCompletionSchema(Schema):
     @post_load
     def to_request(self, data: dict[str, Any], **kwargs: Any) -> ChatRequest:
         if data.get("n") not in (None, 1):
-            raise _Invalid("n", "only n=1 is supported: the gateway returns one choice per request")
+            raise Invalid("n", "only n=1 is supported: the gateway returns one choice per request")
         if "audio" in (data.get("modalities") or []):
-            raise _Invalid("modalities", "audio output is not supported")
+            raise Invalid("modalities", "audio output is not supported")
         messages, system = _messages(data["messages"])
         tools = _tools(data.get("tools"), data.get("functions"))
         choice = data.get("tool_choice")
@@ -471,7 +460,7 @@ class ChatCompletionSchema(Schema):
         options = data.get("stream_options") or {}
         include_usage = options.get("include_usage", False)
         if not isinstance(include_usage, bool):
-            raise _Invalid("stream_options.include_usage", "must be a boolean")
+            raise Invalid("stream_options.include_usage", "must be a boolean")
         return ChatRequest(request=request, include_usage=include_usage)
 
 
