@@ -56,7 +56,7 @@ class UpstreamStream:
                 self.received_bytes += len(chunk)
                 yield from _chunks(parser.feed(chunk))
             yield from _chunks(parser.close())
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise UpstreamConnectionError(f"upstream stream broke: {type(exc).__name__}") from None
 
     def close(self) -> None:
