@@ -27,14 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import (  # noqa: E402
-    Server,
     bodies,
-    cpu_seconds,
     raise_nofile,
     running,
     start_gateway,
     start_upstream,
     wrk_once,
+    wrk_with_cpu,
 )
 
 # (figure, path, body file from bench.run.bodies, clients)
@@ -61,14 +60,6 @@ def checkout(revision: str) -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def measure(gw: Server, url: str, body: Path, clients: int, seconds: float) -> dict[str, float]:
-    workers = gw.workers()
-    before = cpu_seconds(workers)
-    figures = wrk_once(url, body, clients, seconds)
-    figures["cpu_ms"] = (cpu_seconds(workers) - before) * 1000 / max(1, figures["requests"])
-    return figures
-
-
 def compare(base: Path, head: Path, rounds: int, seconds: float, work: Path) -> dict[str, dict[str, list[dict]]]:
     files = bodies(work)
     results: dict[str, dict[str, list[dict]]] = {figure: {"base": [], "head": []} for figure, *_ in LOADS}
@@ -85,7 +76,7 @@ def compare(base: Path, head: Path, rounds: int, seconds: float, work: Path) -> 
             for figure, path, body, clients in LOADS:
                 for name in order:
                     gw = gateways[name]
-                    results[figure][name].append(measure(gw, gw.url + path, files[body], clients, seconds))
+                    results[figure][name].append(wrk_with_cpu(gw, gw.url + path, files[body], clients, seconds, 1))
             print(f"  round {round_ + 1}/{rounds} done", file=sys.stderr)
     return results
 
@@ -99,7 +90,7 @@ def table(results: dict[str, dict[str, list[dict]]], base_name: str, head_name: 
         if figure.endswith("1 client"):
             rows = [("p50 latency", "p50_us", 1 / 1000, "{:.2f} ms", -1), ("p99 latency", "p99_us", 1 / 1000, "{:.2f} ms", -1)]
         else:
-            rows = [("requests/s", "rps", 1, "{:,.0f} req/s", 1), ("CPU per request", "cpu_ms", 1, "{:.2f} ms", -1)]
+            rows = [("requests/s", "rps", 1, "{:,.0f} req/s", 1), ("CPU per request", "cpu_ms_per_request", 1, "{:.2f} ms", -1)]
         for label, key, scale, shape, better in rows:
             old, new = median("base", key) * scale, median("head", key) * scale
             change = (new - old) / old * 100 if old else 0.0

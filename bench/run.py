@@ -160,9 +160,9 @@ def running(server: Server) -> Iterator[Server]:
 # -- load -------------------------------------------------------------------------------------------
 
 
-def wrk(url: str, body: Path, connections: int, seconds: float) -> dict[str, float]:
-    """The median (by requests/s) of REPEAT wrk runs: on a shared 2-core VM single runs vary by +-30%."""
-    runs = sorted((wrk_once(url, body, connections, seconds) for _ in range(REPEAT)), key=lambda r: r["rps"])
+def wrk(url: str, body: Path, connections: int, seconds: float, repeat: int = REPEAT) -> dict[str, float]:
+    """The median (by requests/s) of ``repeat`` wrk runs: on a shared 2-core VM single runs vary by +-30%."""
+    runs = sorted((wrk_once(url, body, connections, seconds) for _ in range(repeat)), key=lambda r: r["rps"])
     median = dict(runs[len(runs) // 2])
     median["all_rps"] = [round(r["rps"]) for r in runs]
     median["total_requests"] = sum(r["requests"] for r in runs)
@@ -179,12 +179,13 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def wrk_with_cpu(gw: Server, url: str, body: Path, connections: int, seconds: float) -> dict[str, float]:
+def wrk_with_cpu(gw: Server, url: str, body: Path, connections: int, seconds: float,
+                 repeat: int = REPEAT) -> dict[str, float]:
     """wrk figures plus the gateway workers' CPU milliseconds per request, which other load on the machine
     disturbs much less than requests/s."""
     workers = gw.workers()
     before = cpu_seconds(workers)
-    figures = wrk(url, body, connections, seconds)
+    figures = wrk(url, body, connections, seconds, repeat)
     figures["cpu_ms_per_request"] = (cpu_seconds(workers) - before) * 1000 / max(1, figures["total_requests"])
     return figures
 
