@@ -64,7 +64,7 @@ def tool_loop(turn: int, signed: bool) -> list[dict[str, Any]]:
     return [{"role": "assistant", "content": assistant}, {"role": "user", "content": [result]}]
 
 
-def claude_code_body(target_bytes: int = 50_000, model: str = "claude-sonnet-4-5-thinking",
+def claude_code_body(target_bytes: int = 50_000, model: str = "claude-opus-4-6-thinking",
                      stream: bool = True) -> dict[str, Any]:
     """A body of about ``target_bytes`` of JSON: tools ~55%, system ~30%, messages the rest."""
     tools = [tool(i, description_chars=target_bytes // 48, properties=4 + i % 5) for i in range(11)]

@@ -241,13 +241,13 @@ def bodies(workdir: Path) -> dict[str, Path]:
     """Small requests, as in the README's examples; the upstream gets what the gateway would send it."""
     ask = [{"role": "user", "content": "Hello"}]
     files = {
-        "messages": {"model": "claude-sonnet-4-5", "max_tokens": 200, "messages": ask},
-        "messages_stream": {"model": "claude-sonnet-4-5", "max_tokens": 200, "messages": ask, "stream": True},
-        "chat": {"model": "claude-sonnet-4-5", "messages": ask},
-        "upstream": {"project": "bench-project", "model": "claude-sonnet-4-5", "userAgent": "antigravity",
+        "messages": {"model": "claude-sonnet-4-6", "max_tokens": 200, "messages": ask},
+        "messages_stream": {"model": "claude-sonnet-4-6", "max_tokens": 200, "messages": ask, "stream": True},
+        "chat": {"model": "claude-sonnet-4-6", "messages": ask},
+        "upstream": {"project": "bench-project", "model": "claude-sonnet-4-6", "userAgent": "antigravity",
                      "requestId": "agent-bench", "request": {"contents": [{"role": "user", "parts": [{"text": "Hello"}]}],
                                                              "generationConfig": {"maxOutputTokens": 200}}},
-        "claude_code": claude_code_body(50_000, model="claude-sonnet-4-5"),
+        "claude_code": claude_code_body(50_000, model="claude-sonnet-4-6"),
     }
     paths = {}
     for name, body in files.items():

@@ -38,7 +38,7 @@ def best_ms(func: Callable[[], Any], repeat: int = 7) -> float:
     return min(timer.repeat(repeat=repeat, number=number)) / number * 1000
 
 
-def measure(size: int, model: str = "claude-sonnet-4-5-thinking") -> dict[str, float]:
+def measure(size: int, model: str = "claude-opus-4-6-thinking") -> dict[str, float]:
     body = claude_code_body(size, model=model)
     raw = json.dumps(body).encode()
     catalog, signatures = Catalog(), SignatureRegistry()

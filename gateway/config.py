@@ -30,12 +30,11 @@ ACP_ACCOUNTS_FILE = Path("~/.config/antigravity-proxy/accounts.json")
 ACCOUNT_STRATEGIES = {"sticky", "round-robin", "hybrid"}
 # antigravity-claude-proxy's fallback pairs (protocol notes, 7.2): each model's nearest peer in the other family.
 DEFAULT_MODEL_FALLBACKS = {
-    "gemini-3-pro-high": "claude-opus-4-5-thinking",
-    "gemini-3-pro-low": "claude-sonnet-4-5",
-    "gemini-3-flash": "claude-sonnet-4-5-thinking",
-    "claude-opus-4-5-thinking": "gemini-3-pro-high",
-    "claude-sonnet-4-5-thinking": "gemini-3-flash",
-    "claude-sonnet-4-5": "gemini-3-flash",
+    "gemini-pro-agent": "claude-opus-4-6-thinking",
+    "gemini-3.1-pro-low": "claude-sonnet-4-6",
+    "gemini-3-flash-agent": "claude-sonnet-4-6",
+    "claude-opus-4-6-thinking": "gemini-pro-agent",
+    "claude-sonnet-4-6": "gemini-3-flash-agent",
 }
 
 

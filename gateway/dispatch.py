@@ -19,7 +19,7 @@ from typing import Any
 from .accounts.credentials import InvalidGrant, TokenRefreshFailed
 from .accounts.pool import Account, AccountPool, AllTried
 from .accounts.store import update_account_entry
-from .catalog import Catalog, ModelInfo
+from .catalog import ANTHROPIC, Catalog, ModelInfo
 from .config import Settings
 from .core.events import CONTENT_EVENTS, Event, Finish, KeepAlive, SignatureDelta, TextDelta, ToolCallEvent, Usage
 from .core.request import Request
@@ -47,6 +47,8 @@ NO_RESPONSE_TEXT = "[No response after retries - please try again]"
 DEFAULT_COOLDOWN = 60.0
 # Names the model that answered when GATEWAY_MODEL_FALLBACK replaced the one asked for.
 FALLBACK_HEADER = "X-Gateway-Fallback-Model"
+# Names the upstream model that answered whenever it is not the name the client asked for.
+MODEL_HEADER = "X-Gateway-Model"
 # Longest single pause between two re-sends after server failures, before jitter.
 MAX_BACKOFF = 16.0
 # Answers about the account rather than the request (no permission on its project, a suspended account, a
@@ -63,6 +65,7 @@ class Outcome:
     usage: Usage = field(default_factory=Usage)
     # The upstream model that answered, and the one asked for when a fallback answered instead.
     model: str | None = None
+    requested: str | None = None
     fallback_from: str | None = None
     upstream: UpstreamStream | None = field(default=None, repr=False)
 
@@ -73,10 +76,13 @@ class Outcome:
             upstream.abort()
 
     def response_headers(self) -> dict[str, str]:
-        """Headers that tell the client how it was served: which model answered when a fallback did."""
-        if self.fallback_from is None or self.model is None:
-            return {}
-        return {FALLBACK_HEADER: self.model}
+        """Headers that tell the client how it was served: which model answered, when not the one named."""
+        headers = {}
+        if self.model is not None and self.model != self.requested:
+            headers[MODEL_HEADER] = self.model
+        if self.fallback_from is not None and self.model is not None:
+            headers[FALLBACK_HEADER] = self.model
+        return headers
 
 
 class _Failure(enum.Enum):
@@ -151,6 +157,7 @@ class Dispatcher:
         for a rate-limited account it yields KeepAlive events (never content).
         """
         outcome = outcome or Outcome()
+        outcome.requested = request.model
         model = self.resolve_model(request)
         resolve_remote_images(request, self.settings)
         try:
@@ -292,7 +299,7 @@ class Dispatcher:
                     log.warning("could not save the project of %s: %s", account.label, exc)
             translation = build_request(request, model, project=project, signatures=self.signatures)
             headers = {}
-            if model.family == "claude" and translation.thinking:
+            if model.vendor == ANTHROPIC and translation.thinking:
                 headers["anthropic-beta"] = "interleaved-thinking-2025-05-14"
             stream = self.client.stream_generate(account, translation.body, extra_headers=headers)
         except InvalidGrant as exc:
@@ -344,10 +351,12 @@ class Dispatcher:
     def _observe(self, events: list[Event], model: ModelInfo) -> list[Event]:
         """Remember the family of every signature that passes, for later replays."""
         for event in events:
+            if model.signer is None:
+                continue
             if isinstance(event, SignatureDelta):
-                self.signatures.remember(event.signature, model.family)
+                self.signatures.remember(event.signature, model.signer)
             elif isinstance(event, ToolCallEvent) and event.signature:
-                self.signatures.remember_tool_call(event.id, event.signature, model.family)
+                self.signatures.remember_tool_call(event.id, event.signature, model.signer)
         return events
 
 

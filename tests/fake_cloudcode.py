@@ -46,35 +46,80 @@ SCOPES = " ".join(
 )
 
 
-def _model(display: str, max_tokens: int, max_output: int, thinking: bool, **extra: Any) -> dict[str, Any]:
+ANTHROPIC, GOOGLE, OPENAI = "MODEL_PROVIDER_ANTHROPIC", "MODEL_PROVIDER_GOOGLE", "MODEL_PROVIDER_OPENAI"
+# The client version the upstream asks of every caller, and the one below which it resolves none of the models
+# released since August 2026 (docs/upstream.md, "Client version").
+MIN_CLIENT_VERSION = "2.0.1"
+NEW_MODEL_CLIENT_VERSION = "2.9.0"
+LEVELS = ("minimal", "low", "medium", "high")
+VERSION_REFUSED = "This version of Antigravity is no longer supported. Please update to receive the latest features!"
+
+
+def _model(display: str, max_tokens: int, max_output: int, thinking: bool, provider: str = GOOGLE,
+           **extra: Any) -> dict[str, Any]:
+    """A listing entry. Keys starting with an underscore are the fake's own rules, never listed."""
     return {
         "displayName": display,
         "maxTokens": max_tokens,
         "maxOutputTokens": max_output,
         "supportsThinking": thinking,
         "supportsImages": True,
+        "modelProvider": provider,
         **extra,
     }
 
 
+# The catalog as of late 2026 (docs/upstream.md, "Models"): the January ids are retired and listed only as
+# deprecated ids with their successors; Flash 3.8 is served as one ``-tiered`` id with the tier as thinking level.
 DEFAULT_MODELS: dict[str, dict[str, Any]] = {
-    "claude-sonnet-4-5": _model("Claude Sonnet 4.5", 200_000, 64_000, False),
-    "claude-sonnet-4-5-thinking": _model("Claude Sonnet 4.5 (Thinking)", 200_000, 64_000, True, thinkingBudget=1024),
-    "claude-opus-4-5-thinking": _model("Claude Opus 4.5 (Thinking)", 200_000, 64_000, True, thinkingBudget=1024),
-    "gemini-3-flash": _model("Gemini 3 Flash", 1_048_576, 65_536, True),
-    "gemini-3-pro-high": _model("Gemini 3 Pro (High)", 1_048_576, 65_536, True),
-    "gemini-2.5-flash": _model("Gemini 2.5 Flash", 1_048_576, 65_536, True, thinkingOptional=True),
-    "chat_20706": {**_model("chat_20706", 0, 0, False), "supportsImages": False, "internal": True},
+    "claude-sonnet-4-6": _model("Claude Sonnet 4.6", 200_000, 64_000, False, ANTHROPIC),
+    "claude-opus-4-6-thinking": _model("Claude Opus 4.6 (Thinking)", 200_000, 64_000, True, ANTHROPIC,
+                                       thinkingBudget=1024),
+    "gemini-3-flash-agent": _model("Gemini 3 Flash", 1_048_576, 65_536, True,
+                                   _levels=LEVELS, _search=True),
+    "gemini-pro-agent": _model("Gemini 3.1 Pro (High)", 1_048_576, 65_536, True, _levels=("low", "high")),
+    "gemini-3.1-pro-low": _model("Gemini 3.1 Pro (Low)", 1_048_576, 65_536, True, _levels=("low", "high")),
+    "gemini-3.8-flash-tiered": _model("Gemini 3.8 Flash", 1_048_576, 65_536, True,
+                                      _levels=("low", "medium", "high"), _min_version=NEW_MODEL_CLIENT_VERSION),
+    "gemini-3.1-flash-lite": _model("Gemini 3.1 Flash Lite", 1_048_576, 65_536, True, _levels=LEVELS),
+    "gpt-oss-120b-medium": _model("GPT-OSS 120B (Medium)", 131_072, 32_768, False, OPENAI, supportsImages=False),
+    "chat_20706": {**_model("chat_20706", 0, 0, False), "supportsImages": False, "_internal": True},
+}
+DEFAULT_DEPRECATIONS: dict[str, str] = {
+    "claude-opus-4-5-thinking": "claude-opus-4-6-thinking",
+    "claude-sonnet-4-5": "claude-sonnet-4-6",
+    "claude-sonnet-4-5-thinking": "claude-sonnet-4-6",
+    "claude-sonnet-4-6-thinking": "claude-sonnet-4-6",
+    "gemini-3-pro-high": "gemini-pro-agent",
+    "gemini-3-pro-low": "gemini-3.1-pro-low",
+    "gemini-3.1-pro-high": "gemini-pro-agent",
+    "gemini-3-flash": "gemini-3-flash-agent",
+    "gemini-2.5-flash": "gemini-3.1-flash-lite",
 }
 
 
-def is_claude_model(model: str) -> bool:
-    """Claude and Gemini differ in signatures, tool ids and validation (section 4.4)."""
-    return model.startswith("claude")
+def vendor(info: dict[str, Any] | None) -> str:
+    """Who made the model: Claude and Gemini differ in signatures, tool ids and validation (section 4.4);
+    an OpenAI model (gpt-oss) takes call ids like Claude and no signatures at all."""
+    return (info or {}).get("modelProvider", GOOGLE)
+
+
+def is_claude_model(info: dict[str, Any] | None) -> bool:
+    return vendor(info) == ANTHROPIC
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", text)[:4])
+
+
+def client_version(user_agent: str) -> str | None:
+    """``antigravity/2.9.1 linux/amd64``, ``antigravity/hub/2.9.1 ...`` or ``antigravity/cli/2.9.1 ...``."""
+    match = re.match(r"antigravity/(?:[a-z]+/)?(\d+(?:\.\d+)*)", user_agent.strip(), re.I)
+    return match.group(1) if match else None
 
 
 def _is_internal(model: str, info: dict[str, Any]) -> bool:
-    return bool(info.get("internal")) or re.match(r"(chat|tab)_", model) is not None
+    return bool(info.get("_internal")) or re.match(r"(chat|tab)_", model) is not None
 
 
 # -- proto3 JSON helpers ------------------------------------------------------
@@ -610,7 +655,11 @@ class _Call:
 
     @property
     def claude(self) -> bool:
-        return is_claude_model(self.model)
+        return is_claude_model(self.info)
+
+    @property
+    def gemini(self) -> bool:
+        return vendor(self.info) == GOOGLE
 
     @property
     def thinking_config(self) -> dict[str, Any]:
@@ -646,14 +695,21 @@ def _check_generate(call: _Call, signer: _Signer) -> None:
     _check_generation_config(call)
     _check_tools(call)
     _check_tool_config(request, call.declared)
-    if call.claude:
-        turns = _merge_turns(contents)
-        _check_claude_tool_turns(turns, call.declared)
-        if call.info.get("supportsThinking") and _thinking_requested(call.thinking_config):
-            _check_claude_thinking(turns, signer)
-    else:
+    if call.gemini:
         _check_gemini_turns(contents)
         _check_gemini_signatures(contents, signer)
+        return
+    # Claude and OpenAI models pair calls and results by id, as their own APIs do.
+    turns = _merge_turns(contents)
+    _check_claude_tool_turns(turns, call.declared)
+    if call.claude and call.info.get("supportsThinking") and _thinking_requested(call.thinking_config):
+        _check_claude_thinking(turns, signer)
+    if not call.claude:
+        for i, content in enumerate(contents):
+            for j, part in enumerate(_get(content, "parts") or []):
+                if _get(part, "thoughtSignature") is not None:
+                    raise invalid(f"* GenerateContentRequest.contents[{i}].parts[{j}].thought_signature: "
+                                  f"thought signatures are not supported by {call.model}")
 
 
 def _check_contents(contents: list[dict[str, Any]], claude: bool) -> None:
@@ -719,6 +775,10 @@ def _check_generation_config(call: _Call) -> None:
     if level is not None and level.lower() not in ("minimal", "low", "medium", "high"):
         raise invalid(f"Invalid value at 'request.generation_config.thinking_config.thinking_level' "
                       f"(type.googleapis.com/google.ai.generativelanguage.v1beta.ThinkingLevel), \"{level}\"")
+    levels = call.info.get("_levels")
+    if level is not None and levels is not None and level.lower() not in levels:
+        raise invalid(f"Thinking level {level.upper()} is not supported for this model. "
+                      f"Supported levels: {', '.join(x.upper() for x in levels)}.")
     budget = _get(thinking, "thinkingBudget")
     if call.claude and budget is not None and _thinking_requested(thinking):
         if int(budget) < 1024:
@@ -964,7 +1024,7 @@ def _answer_events(reply: Reply, call: _Call, signer: _Signer) -> list[list[dict
     if reply.tool_calls:
         calls = []
         for k, (name, args) in enumerate(reply.tool_calls):
-            function_call = {"id": "toolu_" + secrets.token_hex(12)} if call.claude else {}
+            function_call = {} if call.gemini else {"id": "toolu_" + secrets.token_hex(12)}
             part = {"functionCall": {**function_call, "name": name, "args": args}}
             if k == 0 and gemini_signature:
                 part["thoughtSignature"] = gemini_signature
@@ -1125,6 +1185,7 @@ _ROUTES = {
     ("GET", "/oauth2/v2/userinfo"): "userinfo",
     ("GET", "/oauth2/v1/userinfo"): "userinfo",
     ("GET", "/o/oauth2/v2/auth"): "auth",
+    ("GET", "/manifest/latest-arm64-mac.yml"): "manifest",
 }
 
 
@@ -1270,6 +1331,13 @@ class _Handler(BaseHTTPRequestHandler):
             "given_name": name.title(), "picture": "https://lh3.googleusercontent.com/a/fake",
         })
 
+    def _do_manifest(self, rec: Recorded) -> None:
+        """The Antigravity updater's manifest (electron-builder's latest-*.yml), which names the current version."""
+        version = self.fake.manifest_version
+        self._send(rec, 200, f"version: {version}\nfiles:\n  - url: Antigravity-{version}-arm64-mac.zip\n"
+                             f"path: Antigravity-{version}-arm64-mac.zip\nreleaseDate: '2026-11-20T10:00:00.000Z'\n",
+                   {"Content-Type": "text/yaml"})
+
     def _do_unknown(self, rec: Recorded) -> None:
         raise google_error(404, f"Method not found: {self.command} {rec.path}")
 
@@ -1290,20 +1358,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _do_fetchAvailableModels(self, rec: Recorded) -> None:
         account, body = self._account(), self._json_body()
+        self.fake._check_client_headers(rec.headers)
         self.fake._check_project(_get(body, "project"), account, optional=True)
         self._send(rec, 200, self.fake._model_listing(account.email))
 
     def _do_countTokens(self, rec: Recorded) -> None:
         account, body = self._account(), self._json_body()
         model = _get(body, "model")
-        walker = _Walker(isinstance(model, str) and is_claude_model(model))
+        self.fake._check_client_headers(rec.headers)
+        claude = is_claude_model(self.fake.models.get(model) if isinstance(model, str) else None)
+        walker = _Walker(claude)
         walker.envelope(body)
         walker.raise_if_any()
         self.fake._check_project(_get(body, "project"), account, optional=True)
         if model is not None:
-            self.fake._model_info(model)
+            self.fake._model_info(model, rec.headers)
         request = _get(body, "request") or {}
-        _check_contents(_get(request, "contents") or [], isinstance(model, str) and is_claude_model(model))
+        _check_contents(_get(request, "contents") or [], claude)
         self._send(rec, 200, {"totalTokens": prompt_tokens(request)})
 
     def _do_generateContent(self, rec: Recorded) -> None:
@@ -1315,7 +1386,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _generate(self, rec: Recorded, stream: bool) -> None:
         account = self._account()
         self.fake._check_client_headers(rec.headers)
-        call = self.fake._prepare_call(self._json_body(), account)
+        call = self.fake._prepare_call(self._json_body(), account, rec.headers)
         reply = self.fake._next_reply(account.email, call.model) or default_reply(call)
         if reply.failure is not None:
             raise reply.failure.to_error(call.model)
@@ -1468,7 +1539,11 @@ class FakeCloudCode:
         self.client_id: str | None = None
         self.cache_min_tokens = 1024
         self.event_delay = 0.002
-        self.deprecated_model_ids: dict[str, dict[str, str]] = {}
+        self.deprecated_model_ids: dict[str, dict[str, str]] = (
+            {old: {"newModelId": new} for old, new in DEFAULT_DEPRECATIONS.items()} if models is None else {})
+        # The version gate (docs/upstream.md): tests raise it mid-run; the manifest says what to send instead.
+        self.min_client_version = MIN_CLIENT_VERSION
+        self.manifest_version = "2.11.3"
         self.verbose = False
 
     # -- lifecycle --
@@ -1625,8 +1700,11 @@ class FakeCloudCode:
         if not self.require_headers:
             return
         agent = headers.get("user-agent", "")
-        if not agent.lower().startswith("antigravity/"):
+        version = client_version(agent)
+        if version is None:
             raise invalid(f'Unsupported client: the User-Agent must identify an antigravity client, got "{agent}".')
+        if version_tuple(version) < version_tuple(self.min_client_version):
+            raise google_error(400, VERSION_REFUSED, status="FAILED_PRECONDITION")
         content_type = headers.get("content-type", "")
         if not content_type.lower().startswith("application/json"):
             raise invalid(f'Invalid Content-Type "{content_type}": expected application/json.')
@@ -1642,20 +1720,25 @@ class FakeCloudCode:
                                          "domain": "cloudaicompanion.googleapis.com",
                                          "metadata": {"permission": permission, "resource": resource}}])
 
-    def _model_info(self, model: Any) -> dict[str, Any]:
+    def _model_info(self, model: Any, headers: dict[str, str]) -> dict[str, Any]:
+        """Retired and unknown ids are not found; so are newer models for a client below their version."""
         info = self.models.get(model) if isinstance(model, str) else None
         if info is None or _is_internal(model, info):
             raise google_error(404, "Requested entity was not found.")
+        needed = info.get("_min_version")
+        version = client_version(headers.get("user-agent", "")) or "0"
+        if needed and version_tuple(version) < version_tuple(needed):
+            raise google_error(404, "Requested entity was not found.")
         return info
 
-    def _prepare_call(self, body: dict[str, Any], account: Account) -> _Call:
+    def _prepare_call(self, body: dict[str, Any], account: Account, headers: dict[str, str]) -> _Call:
         """Parse errors (400), then project (403), then model (404), then the semantic rules (400)."""
         model = _get(body, "model")
-        walker = _Walker(isinstance(model, str) and is_claude_model(model))
+        walker = _Walker(is_claude_model(self.models.get(model) if isinstance(model, str) else None))
         walker.envelope(body)
         walker.raise_if_any()
         self._check_project(_get(body, "project"), account)
-        call = _Call(model, self._model_info(model), _get(body, "request") or {}, account.email)
+        call = _Call(model, self._model_info(model, headers), _get(body, "request") or {}, account.email)
         _check_generate(call, self._identity.signer)
         return call
 
@@ -1684,14 +1767,15 @@ class FakeCloudCode:
             if _is_internal(model, info):
                 models[model] = {"displayName": info.get("displayName", model)}
                 continue
-            entry = {k: v for k, v in info.items() if v and k not in ("internal", "thinkingOptional")}
+            entry = {k: v for k, v in info.items() if v and not k.startswith("_")}
             entry["recommended"] = True
             with self._lock:
                 entry["quotaInfo"] = dict(self._quotas.get((email, model), default_quota))
             models[model] = entry
         listing: dict[str, Any] = {"models": models}
-        if "gemini-3-flash" in models:
-            listing["webSearchModelIds"] = ["gemini-3-flash"]
+        searching = [model for model, info in self.models.items() if info.get("_search")]
+        if searching:
+            listing["webSearchModelIds"] = searching
         if self.deprecated_model_ids:
             listing["deprecatedModelIds"] = self.deprecated_model_ids
         return listing

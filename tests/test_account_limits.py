@@ -18,29 +18,29 @@ def in_hours(hours: float) -> str:
 
 
 def test_account_limits_json(fake, trio_file) -> None:
-    fake.set_quota("alice@example.com", "claude-sonnet-4-5", 0.8, in_hours(2))
-    fake.set_quota("bob@example.com", "claude-opus-4-5-thinking", None, in_hours(1))
-    fake.enqueue(Reply.error(429, **LONG_LIMIT), email="bob@example.com", model="gemini-3-flash")
+    fake.set_quota("alice@example.com", "claude-sonnet-4-6", 0.8, in_hours(2))
+    fake.set_quota("bob@example.com", "claude-opus-4-6-thinking", None, in_hours(1))
+    fake.enqueue(Reply.error(429, **LONG_LIMIT), email="bob@example.com", model="gemini-3-flash-agent")
     fake.revoke(TOKENS["carol@example.com"])
     with running(fake, trio_file, account_strategy="round-robin") as (url, _):
         assert post(url, ask()).status_code == 200  # alice
-        assert post(url, ask(model="gemini-3-flash")).status_code == 200  # bob 429, then carol (invalid), alice
+        assert post(url, ask(model="gemini-3-flash-agent")).status_code == 200  # bob 429, then carol (invalid), alice
         report = requests.get(f"{url}/account-limits", timeout=10).json()
     alice, bob, carol = report["accounts"]
     assert report["totalAccounts"] == 3 and report["available"] == 2
     assert (report["rateLimited"], report["invalid"], report["disabled"]) == (1, 1, 0)
-    assert "claude-sonnet-4-5" in report["models"] and not any(m.startswith("chat_") for m in report["models"])
+    assert "claude-sonnet-4-6" in report["models"] and not any(m.startswith("chat_") for m in report["models"])
 
     assert alice["status"] == "ok" and alice["projectId"] == "proj-alice" and alice["lastUsed"]
-    sonnet = alice["limits"]["claude-sonnet-4-5"]
+    sonnet = alice["limits"]["claude-sonnet-4-6"]
     assert sonnet["remaining"] == "80%" and sonnet["remainingFraction"] == 0.8
     assert 7100 < sonnet["resetInSeconds"] <= 7200
-    assert alice["limits"]["gemini-3-flash"]["remainingFraction"] == 1.0
+    assert alice["limits"]["gemini-3-flash-agent"]["remainingFraction"] == 1.0
 
     assert bob["status"] == "rate-limited"
-    assert list(bob["modelRateLimits"]) == ["gemini-3-flash"]
-    assert 3500 < bob["modelRateLimits"]["gemini-3-flash"]["waitSeconds"] <= 3600
-    opus = bob["limits"]["claude-opus-4-5-thinking"]  # exhausted: the upstream leaves the fraction out
+    assert list(bob["modelRateLimits"]) == ["gemini-3-flash-agent"]
+    assert 3500 < bob["modelRateLimits"]["gemini-3-flash-agent"]["waitSeconds"] <= 3600
+    opus = bob["limits"]["claude-opus-4-6-thinking"]  # exhausted: the upstream leaves the fraction out
     assert (opus["remaining"], opus["remainingFraction"]) == ("0%", None) and opus["resetTime"].endswith("Z")
     assert 3500 < opus["resetInSeconds"] <= 3600
 
@@ -49,12 +49,12 @@ def test_account_limits_json(fake, trio_file) -> None:
 
 
 def test_account_limits_table(fake, trio_file) -> None:
-    fake.set_quota("alice@example.com", "claude-sonnet-4-5", 0.8, in_hours(2))
-    fake.set_quota("bob@example.com", "claude-sonnet-4-5", None, in_hours(1))
-    fake.enqueue(Reply.error(429, **LONG_LIMIT), email="carol@example.com", model="gemini-3-flash")
+    fake.set_quota("alice@example.com", "claude-sonnet-4-6", 0.8, in_hours(2))
+    fake.set_quota("bob@example.com", "claude-sonnet-4-6", None, in_hours(1))
+    fake.enqueue(Reply.error(429, **LONG_LIMIT), email="carol@example.com", model="gemini-3-flash-agent")
     with running(fake, trio_file, account_strategy="round-robin") as (url, _):
         for _ in range(3):
-            post(url, ask(model="gemini-3-flash"))  # alice, bob, carol (429) -> alice
+            post(url, ask(model="gemini-3-flash-agent"))  # alice, bob, carol (429) -> alice
         response = requests.get(f"{url}/account-limits?format=table", timeout=10)
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
@@ -67,11 +67,11 @@ def test_account_limits_table(fake, trio_file) -> None:
     columns = [header.index(name) for name in ("alice", "bob", "carol")]
     for line in rows.values():
         assert all(line[c - 1] == " " and line[c] != " " for c in columns), line
-    sonnet = rows["claude-sonnet-4-5"]
+    sonnet = rows["claude-sonnet-4-6"]
     assert re.search(r"80% \(1h59m\)|80% \(2h0m\)", sonnet[columns[0]:columns[1]])
     assert re.search(r"0% \(wait (59m\d+s|1h0m)\)", sonnet[columns[1]:columns[2]])
-    assert re.match(r"limited \((59m\d+s|1h0m)\)", rows["gemini-3-flash"][columns[2]:])
-    assert rows["gemini-3-flash"][columns[0]:].startswith("100% (")
+    assert re.match(r"limited \((59m\d+s|1h0m)\)", rows["gemini-3-flash-agent"][columns[2]:])
+    assert rows["gemini-3-flash-agent"][columns[0]:].startswith("100% (")
     account_rows = {line.split()[0]: line for line in lines[4:8]}
     assert account_rows["carol"].split()[1] == "rate-limited" and account_rows["alice"].split()[1] == "ok"
 

@@ -21,7 +21,7 @@ from tests.test_anthropic_api import sse_events
 EMAILS = ["alice@example.com", "bob@example.com", "carol@example.com"]
 TOKENS = {"alice@example.com": REFRESH_TOKEN, "bob@example.com": "1//refresh-bob",
           "carol@example.com": "1//refresh-carol"}
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 LONG_LIMIT = dict(reason="QUOTA_EXHAUSTED", retry_delay="3600s", quota_reset_delay="1h0m0s")
 
 
@@ -116,10 +116,10 @@ def test_limits_are_per_model(fake, trio_file) -> None:
     fake.enqueue(Reply.error(429, **LONG_LIMIT), email="alice@example.com")
     with running(fake, trio_file, account_strategy="sticky") as (url, _):
         assert post(url, ask()).status_code == 200
-        assert post(url, ask(model="gemini-3-flash")).status_code == 200
-    # alice is limited on claude-sonnet-4-5 only; sticky moved to bob, which serves gemini too.
+        assert post(url, ask(model="gemini-3-flash-agent")).status_code == 200
+    # alice is limited on claude-sonnet-4-6 only; sticky moved to bob, which serves gemini too.
     assert [(r.email[0], r.body["model"], r.status) for r in fake.generate_requests()] == [
-        ("a", MODEL, 429), ("b", MODEL, 200), ("b", "gemini-3-flash", 200)]
+        ("a", MODEL, 429), ("b", MODEL, 200), ("b", "gemini-3-flash-agent", 200)]
 
 
 def test_all_limited_with_a_short_reset_waits_and_streams_pings_meanwhile(fake, trio_file) -> None:
@@ -263,7 +263,7 @@ def test_concurrent_requests_refresh_each_token_exactly_once(fake, trio_file) ->
 
 
 def test_fallback_model_answers_when_every_account_is_out_of_quota(fake, trio_file) -> None:
-    opus, fallback = "claude-opus-4-5-thinking", "gemini-3-pro-high"
+    opus, fallback = "claude-opus-4-6-thinking", "gemini-pro-agent"
     for email in EMAILS:
         fake.enqueue(Reply.error(429, **LONG_LIMIT), email=email, model=opus)
     with running(fake, trio_file, model_fallbacks={opus: fallback}) as (url, _):
@@ -324,16 +324,16 @@ def test_cooldowns_in_the_file_are_honoured_at_start(fake, trio_file) -> None:
     data = json.loads(trio_file.read_text())
     now_ms = int(time.time() * 1000)
     data["accounts"][0]["modelRateLimits"] = {
-        "gemini-3-flash": {"isRateLimited": True, "resetTime": now_ms + 3_600_000},
+        "gemini-3-flash-agent": {"isRateLimited": True, "resetTime": now_ms + 3_600_000},
         MODEL: {"isRateLimited": True, "resetTime": now_ms - 1000},  # over already
-        "claude-opus-4-5-thinking": {"isRateLimited": False, "resetTime": now_ms + 3_600_000},
-        "gemini-3-pro-high": "not a limit",
+        "claude-opus-4-6-thinking": {"isRateLimited": False, "resetTime": now_ms + 3_600_000},
+        "gemini-pro-agent": "not a limit",
     }
     trio_file.write_text(json.dumps(data))
     with running(fake, trio_file, account_strategy="sticky") as (url, _):
         assert post(url, ask()).status_code == 200  # alice: her limit on it is over
-        assert post(url, ask(model="gemini-3-flash")).status_code == 200  # not alice: limited for an hour
+        assert post(url, ask(model="gemini-3-flash-agent")).status_code == 200  # not alice: limited for an hour
         report = requests.get(f"{url}/account-limits", timeout=10).json()
     served = [(r.email, r.body["model"]) for r in fake.generate_requests()]
-    assert served == [("alice@example.com", MODEL), ("bob@example.com", "gemini-3-flash")]
-    assert list(report["accounts"][0]["modelRateLimits"]) == ["gemini-3-flash"]
+    assert served == [("alice@example.com", MODEL), ("bob@example.com", "gemini-3-flash-agent")]
+    assert list(report["accounts"][0]["modelRateLimits"]) == ["gemini-3-flash-agent"]

@@ -44,17 +44,17 @@ def sse_events(response: requests.Response) -> list[tuple[str, dict]]:
 def test_plain_text_non_streaming(client: anthropic.Anthropic, fake) -> None:
     fake.enqueue(Reply.text("Hello from upstream", chunks=3))
     message = client.messages.create(
-        model="claude-sonnet-4-5", max_tokens=200, messages=[{"role": "user", "content": "hello"}]
+        model="claude-sonnet-4-6", max_tokens=200, messages=[{"role": "user", "content": "hello"}]
     )
     assert message.type == "message" and message.role == "assistant"
     assert message.id.startswith("msg_")
-    assert message.model == "claude-sonnet-4-5"
+    assert message.model == "claude-sonnet-4-6"
     assert [b.type for b in message.content] == ["text"]
     assert message.content[0].text == "Hello from upstream"
     assert message.stop_reason == "end_turn" and message.stop_sequence is None
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
     body = last_generate(fake)
-    assert body["model"] == "claude-sonnet-4-5"
+    assert body["model"] == "claude-sonnet-4-6"
     assert body["request"]["contents"] == [{"role": "user", "parts": [{"text": "hello"}]}]
 
 
@@ -62,7 +62,7 @@ def test_streaming_event_sequence_is_exact(gateway, fake) -> None:
     fake.enqueue(Reply.text("one two three four", chunks=4))
     response = requests.post(
         f"{gateway.url}/v1/messages",
-        json={"model": "claude-sonnet-4-5", "max_tokens": 50, "stream": True,
+        json={"model": "claude-sonnet-4-6", "max_tokens": 50, "stream": True,
               "messages": [{"role": "user", "content": "count"}]},
         headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
         stream=True,
@@ -88,7 +88,7 @@ def test_streaming_event_sequence_is_exact(gateway, fake) -> None:
 def test_sdk_stream_helper_and_final_message(client, fake) -> None:
     fake.enqueue(Reply.text("streamed words arrive", chunks=3))
     with client.messages.stream(
-        model="claude-sonnet-4-5", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
+        model="claude-sonnet-4-6", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
     ) as stream:
         pieces = list(stream.text_stream)
         final = stream.get_final_message()
@@ -100,7 +100,7 @@ def test_sdk_stream_helper_and_final_message(client, fake) -> None:
 
 def test_system_prompts_strings_blocks_and_mid_conversation(client, fake) -> None:
     client.messages.create(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=100,
         system=[{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}],
         messages=[
@@ -118,7 +118,7 @@ def test_system_prompts_strings_blocks_and_mid_conversation(client, fake) -> Non
 
 def test_sampling_parameters_reach_upstream(client, fake) -> None:
     client.messages.create(
-        model="gemini-3-flash", max_tokens=300, stop_sequences=["STOP"],
+        model="gemini-3-flash-agent", max_tokens=300, stop_sequences=["STOP"],
         messages=[{"role": "user", "content": "x"}],
         # The SDK no longer has parameters for these; clients still send them.
         extra_body={"temperature": 0.3, "top_p": 0.9, "top_k": 40},
@@ -130,7 +130,7 @@ def test_sampling_parameters_reach_upstream(client, fake) -> None:
 def test_max_tokens_finish_and_cached_usage(client, fake) -> None:
     fake.enqueue(Reply(text="truncated", finish="MAX_TOKENS",
                        usage={"promptTokenCount": 100, "candidatesTokenCount": 7, "cachedContentTokenCount": 60}))
-    message = client.messages.create(model="claude-sonnet-4-5", max_tokens=7, messages=[{"role": "user", "content": "x"}])
+    message = client.messages.create(model="claude-sonnet-4-6", max_tokens=7, messages=[{"role": "user", "content": "x"}])
     assert message.stop_reason == "max_tokens"
     assert message.usage.input_tokens == 40
     assert message.usage.cache_read_input_tokens == 60
@@ -142,7 +142,7 @@ def test_max_tokens_finish_and_cached_usage(client, fake) -> None:
 
 def test_base64_image(client, fake) -> None:
     client.messages.create(
-        model="gemini-3-flash", max_tokens=100,
+        model="gemini-3-flash-agent", max_tokens=100,
         messages=[{"role": "user", "content": [
             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
             {"type": "text", "text": "what is this?"},
@@ -154,7 +154,7 @@ def test_base64_image(client, fake) -> None:
 
 def test_url_image_is_fetched_and_inlined(client, fake, image_server) -> None:
     client.messages.create(
-        model="gemini-3-flash", max_tokens=100,
+        model="gemini-3-flash-agent", max_tokens=100,
         messages=[{"role": "user", "content": [
             {"type": "image", "source": {"type": "url", "url": f"{image_server}/cat.png"}},
             {"type": "text", "text": "describe"},
@@ -167,7 +167,7 @@ def test_url_image_is_fetched_and_inlined(client, fake, image_server) -> None:
 def test_unreachable_image_url_is_a_400(client) -> None:
     with pytest.raises(anthropic.BadRequestError) as info:
         client.messages.create(
-            model="gemini-3-flash", max_tokens=100,
+            model="gemini-3-flash-agent", max_tokens=100,
             messages=[{"role": "user", "content": [
                 {"type": "image", "source": {"type": "url", "url": "http://127.0.0.1:9/nothing.png"}}]}],
         )
@@ -180,7 +180,7 @@ def test_unreachable_image_url_is_a_400(client) -> None:
 def test_tool_use_non_streaming_and_round_trip(client, fake) -> None:
     fake.enqueue(Reply(tool_calls=[("get_weather", {"city": "Paris"})]))
     first = client.messages.create(
-        model="claude-sonnet-4-5", max_tokens=300, tools=[WEATHER_TOOL],
+        model="claude-sonnet-4-6", max_tokens=300, tools=[WEATHER_TOOL],
         messages=[{"role": "user", "content": "Weather in Paris?"}],
     )
     assert first.stop_reason == "tool_use"
@@ -192,7 +192,7 @@ def test_tool_use_non_streaming_and_round_trip(client, fake) -> None:
 
     fake.enqueue(Reply.text("It is sunny in Paris."))
     second = client.messages.create(
-        model="claude-sonnet-4-5", max_tokens=300, tools=[WEATHER_TOOL],
+        model="claude-sonnet-4-6", max_tokens=300, tools=[WEATHER_TOOL],
         messages=[
             {"role": "user", "content": "Weather in Paris?"},
             {"role": "assistant", "content": [b.model_dump() for b in first.content]},
@@ -210,7 +210,7 @@ def test_parallel_tool_calls_stream_as_consecutive_blocks(gateway, fake) -> None
     fake.enqueue(Reply(tool_calls=[("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Rome"})]))
     response = requests.post(
         f"{gateway.url}/v1/messages?beta=true",
-        json={"model": "gemini-3-flash", "max_tokens": 100, "stream": True, "tools": [WEATHER_TOOL],
+        json={"model": "gemini-3-flash-agent", "max_tokens": 100, "stream": True, "tools": [WEATHER_TOOL],
               "messages": [{"role": "user", "content": "Paris and Rome?"}]},
         stream=True, timeout=10,
     )
@@ -227,7 +227,7 @@ def test_parallel_tool_calls_stream_as_consecutive_blocks(gateway, fake) -> None
 
 def test_tool_choice_is_mapped(client, fake) -> None:
     client.messages.create(
-        model="gemini-3-flash", max_tokens=100, tools=[WEATHER_TOOL],
+        model="gemini-3-flash-agent", max_tokens=100, tools=[WEATHER_TOOL],
         tool_choice={"type": "tool", "name": "get_weather"},
         messages=[{"role": "user", "content": "x"}],
     )
@@ -237,7 +237,7 @@ def test_tool_choice_is_mapped(client, fake) -> None:
 
 def test_tool_result_error_flag(client, fake) -> None:
     client.messages.create(
-        model="claude-sonnet-4-5", max_tokens=100, tools=[WEATHER_TOOL],
+        model="claude-sonnet-4-6", max_tokens=100, tools=[WEATHER_TOOL],
         messages=[
             {"role": "user", "content": "weather?"},
             {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_x", "name": "get_weather",
@@ -256,7 +256,7 @@ def test_tool_result_error_flag(client, fake) -> None:
 def test_claude_thinking_tool_loop_replays_signatures(client, fake) -> None:
     """Three turns with a thinking Claude model; the fake verifies each replayed signature exactly."""
     fake.enqueue(Reply(thinking="I should call the weather tool.", tool_calls=[("get_weather", {"city": "Oslo"})]))
-    kwargs = dict(model="claude-sonnet-4-5-thinking", max_tokens=4096, tools=[WEATHER_TOOL],
+    kwargs = dict(model="claude-opus-4-6-thinking", max_tokens=4096, tools=[WEATHER_TOOL],
                   thinking={"type": "enabled", "budget_tokens": 2048})
     history = [{"role": "user", "content": "Weather in Oslo?"}]
     with client.messages.stream(messages=history, **kwargs) as stream:
@@ -286,7 +286,7 @@ def test_claude_thinking_tool_loop_replays_signatures(client, fake) -> None:
 
 def test_gemini_thinking_tool_loop(client, fake) -> None:
     fake.enqueue(Reply(thinking="Need weather.", tool_calls=[("get_weather", {"city": "Lima"})]))
-    kwargs = dict(model="gemini-3-flash", max_tokens=4096, tools=[WEATHER_TOOL],
+    kwargs = dict(model="gemini-3-flash-agent", max_tokens=4096, tools=[WEATHER_TOOL],
                   thinking={"type": "enabled", "budget_tokens": 2048})
     first = client.messages.create(messages=[{"role": "user", "content": "Lima?"}], **kwargs)
     assert [b.type for b in first.content] == ["thinking", "tool_use"]
@@ -313,12 +313,12 @@ def test_switching_from_gemini_to_claude_mid_conversation(client, fake) -> None:
     """Gemini signatures must never reach Claude; the open tool loop is closed instead of failing."""
     fake.enqueue(Reply(thinking="Gemini thinks.", tool_calls=[("get_weather", {"city": "Bern"})]))
     first = client.messages.create(
-        model="gemini-3-flash", max_tokens=4096, tools=[WEATHER_TOOL], thinking={"type": "enabled", "budget_tokens": 2048},
+        model="gemini-3-flash-agent", max_tokens=4096, tools=[WEATHER_TOOL], thinking={"type": "enabled", "budget_tokens": 2048},
         messages=[{"role": "user", "content": "Bern?"}],
     )
     fake.enqueue(Reply(thinking="Claude now.", text="Cold in Bern."))
     second = client.messages.create(
-        model="claude-opus-4-5-thinking", max_tokens=8000, tools=[WEATHER_TOOL],
+        model="claude-opus-4-6-thinking", max_tokens=8000, tools=[WEATHER_TOOL],
         thinking={"type": "enabled", "budget_tokens": 2048},
         messages=[
             {"role": "user", "content": "Bern?"},
@@ -335,7 +335,7 @@ def test_claude_code_style_request(gateway, fake) -> None:
     """What Claude Code 2.x really sends: ?beta=true, adaptive thinking, extra keys everywhere."""
     fake.enqueue(Reply(thinking="ok", text="Done."))
     body = {
-        "model": "claude-sonnet-4-5-thinking",
+        "model": "claude-opus-4-6-thinking",
         "max_tokens": 128000,
         "stream": True,
         "thinking": {"type": "adaptive"},
@@ -380,7 +380,7 @@ def test_claude_code_style_request(gateway, fake) -> None:
 
 def test_count_tokens(client, fake) -> None:
     result = client.messages.count_tokens(
-        model="claude-sonnet-4-5", system="sys", tools=[WEATHER_TOOL],
+        model="claude-sonnet-4-6", system="sys", tools=[WEATHER_TOOL],
         messages=[{"role": "user", "content": "count these words please"}],
     )
     assert result.input_tokens > 0

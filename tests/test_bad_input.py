@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-OK = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+OK = {"model": "claude-sonnet-4-6", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
 
 
 def _post(gateway, body=None, data=None, headers=None, path="/v1/messages"):

@@ -30,7 +30,7 @@ RUN_TIMEOUT = 180
 # printf builds the marker, so it appears in the answer only if Claude Code really ran the command.
 BASH_ARGS = {"command": "printf 'tool-%s' output-42", "description": "Print a marker"}
 MARKER = "tool-output-42"
-MODELS = ["claude-sonnet-4-5-thinking", "gemini-3-flash"]
+MODELS = ["claude-opus-4-6-thinking", "gemini-3-flash-agent"]
 
 
 def cache_dir() -> Path:
@@ -134,7 +134,7 @@ def run_claude(binary: Path, gateway_url: str, model: str, prompt: str, tmp_path
         "ANTHROPIC_BASE_URL": gateway_url,
         "ANTHROPIC_AUTH_TOKEN": "any",
         "ANTHROPIC_MODEL": model,
-        "ANTHROPIC_DEFAULT_HAIKU_MODEL": "gemini-3-flash",
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": "gemini-3-flash-agent",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_TELEMETRY": "1",
         "DISABLE_AUTOUPDATER": "1",

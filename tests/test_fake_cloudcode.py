@@ -23,7 +23,7 @@ import requests
 
 from tests.fake_cloudcode import SENTINEL_SIGNATURE, FakeCloudCode, Reply, is_claude_model
 
-UA = "antigravity/1.11.5 linux/x64"
+UA = "antigravity/2.9.1 linux/x64"
 CLIENT = {
     "client_id": "1071006060591-tmhssin2h21lcre235vtolojh4g403ep.apps.googleusercontent.com",
     "client_secret": "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",
@@ -77,14 +77,14 @@ class Client:
         return {"project": PROJECT, "model": model, "userAgent": "antigravity", "requestType": "agent",
                 "requestId": "agent-1", "request": {"contents": contents, **request}, **(envelope or {})}
 
-    def generate(self, contents, model: str = "gemini-3-flash", *, stream: bool = True, envelope=None,
+    def generate(self, contents, model: str = "gemini-3-flash-agent", *, stream: bool = True, envelope=None,
                  token: str | None = None, **request):
         body = self.body(contents, model, envelope, **request)
         if stream:
             return self.post("streamGenerateContent", body, query="?alt=sse", token=token)
         return self.post("generateContent", body, token=token)
 
-    def answer(self, contents, model: str = "gemini-3-flash", **request) -> list[dict]:
+    def answer(self, contents, model: str = "gemini-3-flash-agent", **request) -> list[dict]:
         resp = self.generate(contents, model, **request)
         assert resp.status_code == 200, resp.text
         return sse_events(resp.content)
@@ -285,7 +285,7 @@ def test_streamed_text_reply(fake, client):
     assert "".join(p["text"] for p in parts_of(events)) == "Hello there, friend"
     trace = events[0]["traceId"]
     for event in events:
-        assert event["traceId"] == trace and event["response"]["modelVersion"] == "gemini-3-flash"
+        assert event["traceId"] == trace and event["response"]["modelVersion"] == "gemini-3-flash-agent"
         assert event["response"]["candidates"][0]["content"]["role"] == "model"
     assert [("finishReason" in e["response"]["candidates"][0]) for e in events] == [False, False, True]
     usage = events[-1]["response"]["usageMetadata"]
@@ -297,7 +297,7 @@ def test_streamed_text_reply(fake, client):
 def test_unary_generate_content_is_merged(fake, client):
     fake.enqueue(Reply(text="Merged answer", finish="MAX_TOKENS",
                        usage={"promptTokenCount": 10, "candidatesTokenCount": 5, "cachedContentTokenCount": 4}))
-    resp = client.generate([user("hi")], "claude-sonnet-4-5", stream=False)
+    resp = client.generate([user("hi")], "claude-sonnet-4-6", stream=False)
     body = resp.json()
     assert set(body) == {"response", "traceId"}
     candidate = body["response"]["candidates"][0]
@@ -308,7 +308,7 @@ def test_unary_generate_content_is_merged(fake, client):
 
 
 def test_stream_without_alt_sse_is_a_json_array(client):
-    body = client.body([user("hi")], "gemini-3-flash")
+    body = client.body([user("hi")], "gemini-3-flash-agent")
     resp = client.post("streamGenerateContent", body)
     assert resp.headers["Content-Type"].startswith("application/json")
     assert isinstance(resp.json(), list) and "response" in resp.json()[0]
@@ -316,7 +316,7 @@ def test_stream_without_alt_sse_is_a_json_array(client):
 
 def test_claude_thinking_signature_and_exact_replay(fake, client):
     fake.enqueue(Reply(thinking="Let me think", text="Answer"))
-    events = client.answer([user("q")], "claude-sonnet-4-5-thinking", **CLAUDE_THINKING)
+    events = client.answer([user("q")], "claude-opus-4-6-thinking", **CLAUDE_THINKING)
     parts = parts_of(events)
     thoughts = [p for p in parts if p.get("thought")]
     assert "".join(p["text"] for p in thoughts) == "Let me think"
@@ -324,13 +324,13 @@ def test_claude_thinking_signature_and_exact_replay(fake, client):
     assert len(signed) == 1 and signed[0] == thoughts[-1] and signed[0]["text"] == ""
     assert signed[0]["thoughtSignature"].startswith("R") and len(signed[0]["thoughtSignature"]) >= 60
     history = [user("q"), replay(events), user("more")]
-    assert_ok(client.generate(history, "claude-sonnet-4-5-thinking", **CLAUDE_THINKING))
+    assert_ok(client.generate(history, "claude-opus-4-6-thinking", **CLAUDE_THINKING))
 
 
 def test_gemini_signature_on_first_function_call_only(fake, client):
     fake.enqueue(Reply(thinking="hmm", tool_calls=[("get_weather", {"city": "Paris"}),
                                                    ("get_weather", {"city": "Rome"})]))
-    parts = parts_of(client.answer([user("q")], "gemini-3-flash", tools=WEATHER, **GEMINI_THINKING))
+    parts = parts_of(client.answer([user("q")], "gemini-3-flash-agent", tools=WEATHER, **GEMINI_THINKING))
     assert all("thoughtSignature" not in p for p in parts if p.get("thought"))
     calls = [p for p in parts if "functionCall" in p]
     assert [c["functionCall"]["args"]["city"] for c in calls] == ["Paris", "Rome"]
@@ -340,50 +340,50 @@ def test_gemini_signature_on_first_function_call_only(fake, client):
 
 def test_gemini_signature_on_first_text_part_without_calls(fake, client):
     fake.enqueue(Reply(thinking="hmm", text="Sunny all week"))
-    parts = parts_of(client.answer([user("q")], "gemini-3-pro-high", **GEMINI_THINKING))
+    parts = parts_of(client.answer([user("q")], "gemini-pro-agent", **GEMINI_THINKING))
     texts = [p for p in parts if not p.get("thought")]
     assert "thoughtSignature" in texts[0] and all("thoughtSignature" not in p for p in texts[1:])
 
 
 def test_claude_function_calls_carry_toolu_ids(fake, client):
     fake.enqueue(Reply(tool_calls=[("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Oslo"})]))
-    calls = [p["functionCall"] for p in parts_of(client.answer([user("q")], "claude-sonnet-4-5", tools=WEATHER))]
+    calls = [p["functionCall"] for p in parts_of(client.answer([user("q")], "claude-sonnet-4-6", tools=WEATHER))]
     assert all(re.fullmatch(r"toolu_[0-9a-f]{24}", c["id"]) for c in calls)
-    assert calls[0]["id"] != calls[1]["id"] and is_claude_model("claude-sonnet-4-5")
+    assert calls[0]["id"] != calls[1]["id"] and is_claude_model(fake.models["claude-sonnet-4-6"])
 
 
 def test_default_replies_echo_call_and_result(client):
     assert parts_of(client.answer([user("hello")]))[0]["text"].startswith("Echo")
     assert "".join(p["text"] for p in parts_of(client.answer([user("hello")]))) == "Echo: hello"
     ask = user('call tool get_weather with {"city":"Paris"}')
-    call_parts = parts_of(client.answer([ask], "claude-sonnet-4-5", tools=WEATHER))
+    call_parts = parts_of(client.answer([ask], "claude-sonnet-4-6", tools=WEATHER))
     call = call_parts[0]["functionCall"]
     assert call["name"] == "get_weather" and call["args"] == {"city": "Paris"}
     history = [ask, {"role": "model", "parts": call_parts}, tool_result(call["id"])]
-    text = "".join(p["text"] for p in parts_of(client.answer(history, "claude-sonnet-4-5", tools=WEATHER)))
+    text = "".join(p["text"] for p in parts_of(client.answer(history, "claude-sonnet-4-6", tools=WEATHER)))
     assert text == "Tool result received: sunny"
     undeclared = parts_of(client.answer([user('call tool nope with {"a":1}')], tools=WEATHER))
     assert "".join(p["text"] for p in undeclared).startswith("Echo: call tool nope")
 
 
 def test_default_reply_thinks_when_thinking_is_enabled(client):
-    parts = parts_of(client.answer([user("why?")], "claude-opus-4-5-thinking", **CLAUDE_THINKING))
+    parts = parts_of(client.answer([user("why?")], "claude-opus-4-6-thinking", **CLAUDE_THINKING))
     assert "".join(p["text"] for p in parts if p.get("thought")) == "Thinking about: why?"
     assert "".join(p["text"] for p in parts if not p.get("thought")) == "Echo: why?"
-    plain = parts_of(client.answer([user("why?")], "gemini-3-flash"))
+    plain = parts_of(client.answer([user("why?")], "gemini-3-flash-agent"))
     assert not any(p.get("thought") for p in plain)
 
 
 def test_enqueue_filters_by_account_and_model(fake, client):
     fake.add_account("b@example.com", refresh_token="1//refresh-b", project_id="proj-b")
     fake.enqueue(Reply.text("for b"), email="b@example.com")
-    fake.enqueue(Reply.text("for claude"), Reply.text("claude again"), model="claude-sonnet-4-5")
+    fake.enqueue(Reply.text("for claude"), Reply.text("claude again"), model="claude-sonnet-4-6")
     text = lambda events: "".join(p["text"] for p in parts_of(events))  # noqa: E731
     assert text(client.answer([user("x")])) == "Echo: x"
-    assert text(client.answer([user("x")], "claude-sonnet-4-5")) == "for claude"
-    assert text(client.answer([user("x")], "claude-sonnet-4-5")) == "claude again"
+    assert text(client.answer([user("x")], "claude-sonnet-4-6")) == "for claude"
+    assert text(client.answer([user("x")], "claude-sonnet-4-6")) == "claude again"
     other = Client(fake, "1//refresh-b")
-    body = other.body([user("x")], "gemini-3-flash")
+    body = other.body([user("x")], "gemini-3-flash-agent")
     body["project"] = "proj-b"
     events = sse_events(other.post("streamGenerateContent", body, query="?alt=sse").content)
     assert text(events) == "for b"
@@ -398,10 +398,10 @@ def test_error_replies_are_google_envelopes(fake, client):
     assert error["status"] == "RESOURCE_EXHAUSTED"
     assert [d["@type"].rsplit(".", 1)[1] for d in error["details"]] == ["ErrorInfo", "RetryInfo"]
     assert error["details"][0]["reason"] == "RATE_LIMIT_EXCEEDED"
-    assert error["details"][0]["metadata"] == {"model": "gemini-3-flash", "quotaResetDelay": "500ms"}
+    assert error["details"][0]["metadata"] == {"model": "gemini-3-flash-agent", "quotaResetDelay": "500ms"}
     assert error["details"][1]["retryDelay"] == "0.5s"
     capacity = error_of(client.generate([user("x")]), 503)
-    assert capacity["message"] == "No capacity available for model gemini-3-flash on the server"
+    assert capacity["message"] == "No capacity available for model gemini-3-flash-agent on the server"
     assert capacity["details"][0]["reason"] == "MODEL_CAPACITY_EXHAUSTED" and len(capacity["details"]) == 1
     bare = client.generate([user("x")])
     assert bare.headers["Retry-After"] == "7" and "details" not in error_of(bare, 429)
@@ -439,7 +439,7 @@ def test_raw_reply_chunks_are_wrapped(fake, client):
 
 def test_drop_after_aborts_the_connection(fake, client):
     fake.enqueue(Reply(text="partial answer", drop_after=1))
-    resp = client.post("streamGenerateContent", client.body([user("x")], "gemini-3-flash"),
+    resp = client.post("streamGenerateContent", client.body([user("x")], "gemini-3-flash-agent"),
                        query="?alt=sse", stream=True)
     received = b""
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
@@ -459,7 +459,7 @@ def test_stall_delays_the_stream(fake, client):
 
 def test_client_disconnect_during_stall_is_counted(fake, client):
     fake.enqueue(Reply(text="slow answer", stall_after=1, stall_seconds=5.0))
-    resp = client.post("streamGenerateContent", client.body([user("x")], "gemini-3-flash"),
+    resp = client.post("streamGenerateContent", client.body([user("x")], "gemini-3-flash-agent"),
                        query="?alt=sse", stream=True)
     assert resp.raw.read1(65536).startswith(b"data: ")
     assert fake.open_streams == 1
@@ -471,7 +471,7 @@ def test_client_disconnect_during_stall_is_counted(fake, client):
 def _raw_stream(fake: FakeCloudCode, client: Client, reply: Reply) -> list[bytes]:
     """POST over a bare socket and return the HTTP chunks, to see the wire framing."""
     fake.enqueue(reply)
-    body = json.dumps(client.body([user("x")], "gemini-3-flash")).encode()
+    body = json.dumps(client.body([user("x")], "gemini-3-flash-agent")).encode()
     head = (f"POST /v1internal:streamGenerateContent?alt=sse HTTP/1.1\r\nHost: x\r\nUser-Agent: {UA}\r\n"
             f"Authorization: Bearer {client.token}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
@@ -529,14 +529,14 @@ def test_load_code_assist_and_onboarding(fake, client):
 
 
 def test_fetch_available_models_reports_quota(fake, client):
-    fake.set_quota(EMAIL, "claude-opus-4-5-thinking", None, "2030-01-01T00:00:00Z")
-    fake.set_quota(EMAIL, "gemini-3-flash", 0.25, "2030-01-01T01:00:00Z")
+    fake.set_quota(EMAIL, "claude-opus-4-6-thinking", None, "2030-01-01T00:00:00Z")
+    fake.set_quota(EMAIL, "gemini-3-flash-agent", 0.25, "2030-01-01T01:00:00Z")
     models = client.post("fetchAvailableModels", {}).json()["models"]
-    assert models["claude-opus-4-5-thinking"]["quotaInfo"] == {"resetTime": "2030-01-01T00:00:00Z"}
-    assert models["gemini-3-flash"]["quotaInfo"]["remainingFraction"] == 0.25
-    assert models["claude-sonnet-4-5"]["quotaInfo"]["remainingFraction"] == 1.0
-    assert models["claude-sonnet-4-5"]["maxOutputTokens"] == 64000
-    assert "supportsThinking" not in models["claude-sonnet-4-5"]
+    assert models["claude-opus-4-6-thinking"]["quotaInfo"] == {"resetTime": "2030-01-01T00:00:00Z"}
+    assert models["gemini-3-flash-agent"]["quotaInfo"]["remainingFraction"] == 0.25
+    assert models["claude-sonnet-4-6"]["quotaInfo"]["remainingFraction"] == 1.0
+    assert models["claude-sonnet-4-6"]["maxOutputTokens"] == 64000
+    assert "supportsThinking" not in models["claude-sonnet-4-6"]
     assert models["chat_20706"] == {"displayName": "chat_20706"}
     assert set(fake.models) == set(models)
     error_of(client.post("fetchAvailableModels", {"project": "someone-else"}), 403)
@@ -556,11 +556,11 @@ def test_unknown_paths_are_404(fake, client):
 def test_peer_host_shares_accounts_and_signatures(fake, client):
     with FakeCloudCode(peer=fake) as prod:
         fake.enqueue(Reply(thinking="deep", text="x"))
-        events = client.answer([user("q")], "claude-sonnet-4-5-thinking", **CLAUDE_THINKING)
+        events = client.answer([user("q")], "claude-opus-4-6-thinking", **CLAUDE_THINKING)
         prod_client = Client(fake)
         prod_client.fake = prod
         history = [user("q"), replay(events), user("again")]
-        assert_ok(prod_client.generate(history, "claude-sonnet-4-5-thinking", **CLAUDE_THINKING))
+        assert_ok(prod_client.generate(history, "claude-opus-4-6-thinking", **CLAUDE_THINKING))
         assert len(prod.generate_requests()) == 1 and len(fake.generate_requests()) == 1
 
 
@@ -655,57 +655,57 @@ def test_contents_rules(client, contents, fragment):
 
 def test_claude_rejects_empty_text_but_gemini_accepts_it(client):
     contents = [{"role": "user", "parts": [{"text": "x"}, {"text": "  "}]}]
-    assert_invalid(client.generate(contents, "claude-sonnet-4-5"), "text content blocks must be non-empty")
-    assert_ok(client.generate(contents, "gemini-3-flash"))
+    assert_invalid(client.generate(contents, "claude-sonnet-4-6"), "text content blocks must be non-empty")
+    assert_ok(client.generate(contents, "gemini-3-flash-agent"))
 
 
 def test_valid_contents_pass(client):
     contents = [{"role": "user", "parts": [{"text": "look"}, {"inline_data": {"mime_type": "image/png", "data": PNG}},
                                            {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://x/y.jpg"}}]}]
-    assert_ok(client.generate(contents, "claude-sonnet-4-5"))
+    assert_ok(client.generate(contents, "claude-sonnet-4-6"))
 
 
 # -- rule 5: Claude tool pairing -------------------------------------------------------
 
 
 def test_claude_valid_tool_loop_passes(client):
-    history = tool_history(client, "claude-sonnet-4-5")
-    assert_ok(client.generate(history, "claude-sonnet-4-5", tools=WEATHER))
+    history = tool_history(client, "claude-sonnet-4-6")
+    assert_ok(client.generate(history, "claude-sonnet-4-6", tools=WEATHER))
     split = history[:2] + [user("also this"), history[2]]  # consecutive user contents merge
-    assert_invalid(client.generate(split[:3] + [user("x")], "claude-sonnet-4-5", tools=WEATHER),
+    assert_invalid(client.generate(split[:3] + [user("x")], "claude-sonnet-4-6", tools=WEATHER),
                    "tool_use ids were found without tool_result blocks immediately after")
     merged = history[:2] + [history[2], user("and thanks")]
-    assert_ok(client.generate(merged, "claude-sonnet-4-5", tools=WEATHER))
+    assert_ok(client.generate(merged, "claude-sonnet-4-6", tools=WEATHER))
 
 
 def test_claude_tool_result_must_answer_a_call_in_the_previous_message(client):
-    history = tool_history(client, "claude-sonnet-4-5")
+    history = tool_history(client, "claude-sonnet-4-6")
     extra = tool_result("toolu_" + "0" * 24)["parts"]
     wrong = history[:2] + [{"role": "user", "parts": history[2]["parts"] + extra}]
-    assert_invalid(client.generate(wrong, "claude-sonnet-4-5", tools=WEATHER),
+    assert_invalid(client.generate(wrong, "claude-sonnet-4-6", tools=WEATHER),
                    "unexpected tool_use_id found in tool_result blocks")
     orphan = [user("x"), {"role": "model", "parts": [{"text": "ok"}]}, tool_result("toolu_" + "1" * 24)]
-    assert_invalid(client.generate(orphan, "claude-sonnet-4-5", tools=WEATHER), "unexpected tool_use_id")
+    assert_invalid(client.generate(orphan, "claude-sonnet-4-6", tools=WEATHER), "unexpected tool_use_id")
 
 
 def test_claude_tool_call_needs_its_result_next(client):
-    history = tool_history(client, "claude-sonnet-4-5")
-    assert_invalid(client.generate(history[:2] + [user("never mind")], "claude-sonnet-4-5", tools=WEATHER),
+    history = tool_history(client, "claude-sonnet-4-6")
+    assert_invalid(client.generate(history[:2] + [user("never mind")], "claude-sonnet-4-6", tools=WEATHER),
                    "tool_use ids were found without tool_result blocks immediately after")
 
 
 def test_claude_tool_history_requires_tools(client):
-    history = tool_history(client, "claude-sonnet-4-5")
-    assert_invalid(client.generate(history, "claude-sonnet-4-5"), "must define tools")
+    history = tool_history(client, "claude-sonnet-4-6")
+    assert_invalid(client.generate(history, "claude-sonnet-4-6"), "must define tools")
 
 
 # -- rule 6: Claude thinking ------------------------------------------------------------
 
 
 def test_claude_thinking_tool_loop_with_signed_thinking_passes(client):
-    history = tool_history(client, "claude-sonnet-4-5-thinking", **CLAUDE_THINKING)
+    history = tool_history(client, "claude-opus-4-6-thinking", **CLAUDE_THINKING)
     assert history[1]["parts"][0]["thought"] is True
-    assert_ok(client.generate(history, "claude-sonnet-4-5-thinking", tools=WEATHER, **CLAUDE_THINKING))
+    assert_ok(client.generate(history, "claude-opus-4-6-thinking", tools=WEATHER, **CLAUDE_THINKING))
 
 
 @pytest.mark.parametrize("tamper, fragment", [
@@ -714,25 +714,25 @@ def test_claude_thinking_tool_loop_with_signed_thinking_passes(client):
     (lambda part: part.update(thoughtSignature="R" + "A" * 64), "Invalid `signature` in `thinking` block"),
 ])
 def test_claude_thinking_must_be_replayed_exactly(client, tamper, fragment):
-    history = tool_history(client, "claude-sonnet-4-5-thinking", **CLAUDE_THINKING)
+    history = tool_history(client, "claude-opus-4-6-thinking", **CLAUDE_THINKING)
     tamper(history[1]["parts"][0])
-    assert_invalid(client.generate(history, "claude-sonnet-4-5-thinking", tools=WEATHER, **CLAUDE_THINKING), fragment)
+    assert_invalid(client.generate(history, "claude-opus-4-6-thinking", tools=WEATHER, **CLAUDE_THINKING), fragment)
 
 
 def test_claude_rejects_gemini_signatures(fake, client):
-    gemini_turn = replay(client.answer([user("q")], "gemini-3-flash", **GEMINI_THINKING))
+    gemini_turn = replay(client.answer([user("q")], "gemini-3-flash-agent", **GEMINI_THINKING))
     signature = gemini_turn["parts"][0]["thoughtSignature"]
     history = [user("q"), {"role": "model", "parts": [{"text": "Thinking about: q", "thought": True,
                                                        "thoughtSignature": signature}, {"text": "a"}]}, user("more")]
-    assert_invalid(client.generate(history, "claude-sonnet-4-5-thinking", **CLAUDE_THINKING),
+    assert_invalid(client.generate(history, "claude-opus-4-6-thinking", **CLAUDE_THINKING),
                    "Invalid `signature` in `thinking` block")
-    assert_ok(client.generate(history, "claude-sonnet-4-5-thinking"))  # thinking off: not checked
+    assert_ok(client.generate(history, "claude-opus-4-6-thinking"))  # thinking off: not checked
 
 
 def test_claude_thinking_tool_loop_must_start_with_thinking(client):
-    history = tool_history(client, "claude-sonnet-4-5-thinking", **CLAUDE_THINKING)
+    history = tool_history(client, "claude-opus-4-6-thinking", **CLAUDE_THINKING)
     history[1]["parts"] = history[1]["parts"][1:]
-    assert_invalid(client.generate(history, "claude-sonnet-4-5-thinking", tools=WEATHER, **CLAUDE_THINKING),
+    assert_invalid(client.generate(history, "claude-opus-4-6-thinking", tools=WEATHER, **CLAUDE_THINKING),
                    "Expected thinking or redacted_thinking, but found tool_use. When thinking is enabled, "
                    "a final assistant message must start with a thinking block")
 
@@ -746,18 +746,18 @@ def test_claude_thinking_budget_limits(client, max_tokens, budget, fragment):
     config = {"thinkingConfig": {"includeThoughts": True, "thinkingBudget": budget}}
     if max_tokens:
         config["maxOutputTokens"] = max_tokens
-    assert_invalid(client.generate([user("x")], "claude-sonnet-4-5-thinking", generationConfig=config), fragment)
+    assert_invalid(client.generate([user("x")], "claude-opus-4-6-thinking", generationConfig=config), fragment)
     config["thinkingConfig"]["thinkingBudget"] = 1024
-    assert_ok(client.generate([user("x")], "claude-sonnet-4-5-thinking", generationConfig=config))
+    assert_ok(client.generate([user("x")], "claude-opus-4-6-thinking", generationConfig=config))
 
 
 # -- rule 7: Gemini signatures -------------------------------------------------------------
 
 
 def test_gemini_tool_loop_replayed_with_signature_passes(client):
-    history = tool_history(client, "gemini-3-flash", **GEMINI_THINKING)
+    history = tool_history(client, "gemini-3-flash-agent", **GEMINI_THINKING)
     assert history[1]["parts"][-1]["thoughtSignature"].startswith("C")
-    assert_ok(client.generate(history, "gemini-3-flash", tools=WEATHER, **GEMINI_THINKING))
+    assert_ok(client.generate(history, "gemini-3-flash-agent", tools=WEATHER, **GEMINI_THINKING))
 
 
 @pytest.mark.parametrize("signature, fragment", [
@@ -767,28 +767,28 @@ def test_gemini_tool_loop_replayed_with_signature_passes(client):
     (SENTINEL_SIGNATURE, None),
 ])
 def test_gemini_function_calls_need_valid_signatures(client, signature, fragment):
-    history = tool_history(client, "gemini-3-flash")
+    history = tool_history(client, "gemini-3-flash-agent")
     call_part = history[1]["parts"][-1]
     if signature == "claude":
-        signature = tool_history(client, "claude-sonnet-4-5-thinking", **CLAUDE_THINKING)[1]["parts"][0][
+        signature = tool_history(client, "claude-opus-4-6-thinking", **CLAUDE_THINKING)[1]["parts"][0][
             "thoughtSignature"]
     call_part.pop("thoughtSignature")
     if signature:
         call_part["thoughtSignature"] = signature
-    resp = client.generate(history, "gemini-3-flash", tools=WEATHER)
+    resp = client.generate(history, "gemini-3-flash-agent", tools=WEATHER)
     assert_ok(resp) if fragment is None else assert_invalid(resp, fragment)
 
 
 def test_gemini_parallel_calls_each_need_a_signature(fake, client):
     fake.enqueue(Reply(tool_calls=[("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Rome"})]))
-    model_turn = replay(client.answer([user("q")], "gemini-3-flash", tools=WEATHER))
+    model_turn = replay(client.answer([user("q")], "gemini-3-flash-agent", tools=WEATHER))
     results = {"role": "user", "parts": tool_result(None)["parts"] * 2}
     history = [user("q"), model_turn, results]
-    assert_invalid(client.generate(history, "gemini-3-flash", tools=WEATHER), "position 2")
+    assert_invalid(client.generate(history, "gemini-3-flash-agent", tools=WEATHER), "position 2")
     model_turn["parts"][1]["thoughtSignature"] = SENTINEL_SIGNATURE
-    assert_ok(client.generate(history, "gemini-3-flash", tools=WEATHER))
+    assert_ok(client.generate(history, "gemini-3-flash-agent", tools=WEATHER))
     history[2] = tool_result(None)
-    assert_invalid(client.generate(history, "gemini-3-flash", tools=WEATHER),
+    assert_invalid(client.generate(history, "gemini-3-flash-agent", tools=WEATHER),
                    "number of function response parts is equal to the number of function call parts")
 
 
@@ -804,13 +804,13 @@ def test_gemini_function_response_must_follow_a_call(client):
 
 
 @pytest.mark.parametrize("model, config, fragment", [
-    ("gemini-3-flash", {"max_tokens": 10}, 'Unknown name "max_tokens" at \'request.generation_config\''),
-    ("claude-sonnet-4-5", {"maxOutputTokens": 128000}, "128000 > 64000"),
-    ("gemini-3-flash", {"maxOutputTokens": 70000}, "to 65537 (exclusive)"),
-    ("gemini-3-flash", {"temperature": 2.5}, "temperature value of 2.5"),
-    ("gemini-3-flash", {"maxOutputTokens": "lots"}, "(TYPE_INT32)"),
-    ("gemini-3-flash", {"thinkingConfig": {"budget_tokens": 100}}, 'Unknown name "budget_tokens"'),
-    ("claude-sonnet-4-5", {"thinkingConfig": {"includeThoughts": True}}, "thinking is not supported for this model"),
+    ("gemini-3-flash-agent", {"max_tokens": 10}, 'Unknown name "max_tokens" at \'request.generation_config\''),
+    ("claude-sonnet-4-6", {"maxOutputTokens": 128000}, "128000 > 64000"),
+    ("gemini-3-flash-agent", {"maxOutputTokens": 70000}, "to 65537 (exclusive)"),
+    ("gemini-3-flash-agent", {"temperature": 2.5}, "temperature value of 2.5"),
+    ("gemini-3-flash-agent", {"maxOutputTokens": "lots"}, "(TYPE_INT32)"),
+    ("gemini-3-flash-agent", {"thinkingConfig": {"budget_tokens": 100}}, 'Unknown name "budget_tokens"'),
+    ("claude-sonnet-4-6", {"thinkingConfig": {"includeThoughts": True}}, "thinking is not supported for this model"),
 ])
 def test_generation_config_rules(client, model, config, fragment):
     assert_invalid(client.generate([user("x")], model, generationConfig=config), fragment)
@@ -819,8 +819,8 @@ def test_generation_config_rules(client, model, config, fragment):
 def test_valid_generation_config_passes(client):
     config = {"maxOutputTokens": 64000, "temperature": 2, "topP": 0.95, "topK": 40, "stopSequences": ["\n\nHuman:"],
               "thinking_config": {"include_thoughts": True, "thinking_level": "high"}}
-    assert_ok(client.generate([user("x")], "gemini-3-flash", generationConfig=config))
-    assert_ok(client.generate([user("x")], "claude-sonnet-4-5", generationConfig={"maxOutputTokens": 64000}))
+    assert_ok(client.generate([user("x")], "gemini-3-flash-agent", generationConfig=config))
+    assert_ok(client.generate([user("x")], "claude-sonnet-4-6", generationConfig={"maxOutputTokens": 64000}))
 
 
 # -- rule 9: tools --------------------------------------------------------------------------------
@@ -860,20 +860,20 @@ def test_schema_type_case_and_nesting_accepted(client):
         "tags": {"type": "array", "items": {"type": "STRING", "enum": ["a", "b"]}},
         "when": {"type": "string", "format": "date-time", "nullable": True, "description": "d"},
         "n": {"type": "Integer"}}, "required": ["tags"]}
-    assert_ok(client.generate([user("x")], "claude-sonnet-4-5", tools=_tools(parameters)))
+    assert_ok(client.generate([user("x")], "claude-sonnet-4-6", tools=_tools(parameters)))
 
 
 def test_claude_object_schemas_need_properties(client):
     for parameters in ({"type": "object"}, {"type": "object", "properties": {"o": {"type": "object"}}}):
-        assert_invalid(client.generate([user("x")], "claude-sonnet-4-5", tools=_tools(parameters)),
+        assert_invalid(client.generate([user("x")], "claude-sonnet-4-6", tools=_tools(parameters)),
                        "declare at least one property")
-        assert_ok(client.generate([user("x")], "gemini-3-flash", tools=_tools(parameters)))
+        assert_ok(client.generate([user("x")], "gemini-3-flash-agent", tools=_tools(parameters)))
 
 
 def test_title_allowed_for_gemini_only(client):
     parameters = {"type": "object", "title": "Args", "properties": {"city": {"type": "string"}}}
-    assert_invalid(client.generate([user("x")], "claude-sonnet-4-5", tools=_tools(parameters)), 'Unknown name "title"')
-    assert_ok(client.generate([user("x")], "gemini-3-flash", tools=_tools(parameters)))
+    assert_invalid(client.generate([user("x")], "claude-sonnet-4-6", tools=_tools(parameters)), 'Unknown name "title"')
+    assert_ok(client.generate([user("x")], "gemini-3-flash-agent", tools=_tools(parameters)))
 
 
 @pytest.mark.parametrize("tools, fragment", [
@@ -897,14 +897,14 @@ def test_tool_config_rules(client):
     assert_invalid(client.generate([user("x")], tools=WEATHER, toolConfig=with_auto), "only be set when mode is ANY")
     good = {"functionCallingConfig": {"mode": "VALIDATED", "allowedFunctionNames": ["get_weather"]},
             "includeServerSideToolInvocations": True}
-    assert_ok(client.generate([user("x")], "claude-sonnet-4-5", tools=WEATHER, toolConfig=good, tool_config=good))
+    assert_ok(client.generate([user("x")], "claude-sonnet-4-6", tools=WEATHER, toolConfig=good, tool_config=good))
 
 
 # -- rule 10: client headers --------------------------------------------------------------------
 
 
 def test_generate_requires_antigravity_user_agent_and_json(fake, client):
-    body = client.body([user("x")], "gemini-3-flash")
+    body = client.body([user("x")], "gemini-3-flash-agent")
     assert_invalid(client.post("generateContent", body, headers={"User-Agent": "python-requests/2"}), "User-Agent")
     resp = client.post("generateContent", None, data=json.dumps(body), headers={"Content-Type": "text/plain"})
     assert_invalid(resp, "Content-Type")

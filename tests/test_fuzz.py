@@ -16,7 +16,7 @@ from app import create_app
 from tests.conftest import REFRESH_TOKEN, gateway_settings, write_accounts
 from tests.fake_cloudcode import FakeCloudCode
 
-MODELS = ["claude-sonnet-4-5", "claude-sonnet-4-5-thinking", "gemini-3-flash", "no-such-model"]
+MODELS = ["claude-sonnet-4-6", "claude-opus-4-6-thinking", "gemini-3-flash-agent", "no-such-model"]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 70000), st.floats(allow_nan=False, width=32),
                     st.text(max_size=20))
 json_values = st.recursive(scalars, lambda inner: st.one_of(

@@ -65,10 +65,10 @@ def gunicorn_url(fake, accounts_file):
 def test_gunicorn_gevent_serves_stream_and_json(gunicorn_url, fake) -> None:
     client = anthropic.Anthropic(base_url=gunicorn_url, api_key="k", max_retries=0)
     fake.enqueue(Reply.text("through gunicorn", chunks=3))
-    with client.messages.stream(model="gemini-3-flash", max_tokens=50,
+    with client.messages.stream(model="gemini-3-flash-agent", max_tokens=50,
                                 messages=[{"role": "user", "content": "hi"}]) as stream:
         assert "".join(stream.text_stream) == "through gunicorn"
-    message = client.messages.create(model="claude-sonnet-4-5", max_tokens=50,
+    message = client.messages.create(model="claude-sonnet-4-6", max_tokens=50,
                                      messages=[{"role": "user", "content": "plain"}])
     assert message.content[0].text == "Echo: plain"
     assert requests.get(f"{gunicorn_url}/health", timeout=5).json()["activeAccounts"] == 1
@@ -87,7 +87,7 @@ def test_sigterm_lets_in_flight_streams_finish(fake, accounts_file) -> None:
         assert wait_healthy(url)
         fake.enqueue(Reply(text="slow answer that outlives the signal", chunks=4, stall_after=1, stall_seconds=1.5))
         response = requests.post(f"{url}/v1/messages", stream=True, timeout=20, json={
-            "model": "claude-sonnet-4-5", "max_tokens": 50, "stream": True,
+            "model": "claude-sonnet-4-6", "max_tokens": 50, "stream": True,
             "messages": [{"role": "user", "content": "hi"}]})
         lines = response.iter_lines(decode_unicode=True)
         seen = []
@@ -182,7 +182,7 @@ def test_metrics_add_up_the_workers(gunicorn_url, fake) -> None:
 
     for index in range(12):
         answer = requests.post(f"{gunicorn_url}/v1/messages", headers={"Connection": "close"}, timeout=10, json={
-            "model": "gemini-3-flash", "max_tokens": 20, "messages": [{"role": "user", "content": f"n{index}"}]})
+            "model": "gemini-3-flash-agent", "max_tokens": 20, "messages": [{"role": "user", "content": f"n{index}"}]})
         assert answer.status_code == 200
     for _ in range(50):  # the last request is counted just after its answer went out
         counts = served()
@@ -207,14 +207,14 @@ def test_a_429_seen_by_one_worker_keeps_every_worker_off_that_account(fake, tmp_
     env = {**upstream_env(fake, accounts), "GATEWAY_ACCOUNT_STRATEGY": "sticky"}
     process = start_gunicorn(env, f"127.0.0.1:{port}", "-w", "2")
     url = f"http://127.0.0.1:{port}"
-    ask = {"model": "gemini-3-flash", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+    ask = {"model": "gemini-3-flash-agent", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
     try:
         assert wait_healthy(url)
         first = requests.post(f"{url}/v1/messages", json=ask, headers={"Connection": "close"}, timeout=10)
         assert first.status_code == 200  # alice's 429, then bob
         limits = json_module.loads(accounts.read_text())["accounts"][0]["modelRateLimits"]
-        assert limits["gemini-3-flash"]["isRateLimited"] is True
-        assert limits["gemini-3-flash"]["resetTime"] / 1000 - time.time() > 3500
+        assert limits["gemini-3-flash-agent"]["isRateLimited"] is True
+        assert limits["gemini-3-flash-agent"]["resetTime"] / 1000 - time.time() > 3500
         time.sleep(1.2)  # every worker has looked at the file again by now
         for _ in range(10):  # new connections: both workers take some
             answer = requests.post(f"{url}/v1/messages", json=ask, headers={"Connection": "close"}, timeout=10)
@@ -233,7 +233,7 @@ def test_claude_thinking_kept_for_an_openai_client_reaches_whichever_worker_take
 
     from tests.test_openai_api import WEATHER, replay
 
-    ask = dict(model="claude-sonnet-4-5-thinking", tools=[WEATHER], reasoning_effort="low")
+    ask = dict(model="claude-opus-4-6-thinking", tools=[WEATHER], reasoning_effort="low")
     for n in range(6):
         fake.enqueue(Reply(thinking=f"Call the tool, turn {n}.", tool_calls=[("get_weather", {"city": "Oslo"})]),
                      Reply(thinking="Done.", text="Snow."))

@@ -55,7 +55,7 @@ def streams_on_one_connection(url: str, index: int) -> list[str]:
     problems = []
     with requests.Session() as session:
         for k in range(REQUESTS_EACH):
-            body = {"model": "gemini-3-flash", "max_tokens": 50, "stream": True,
+            body = {"model": "gemini-3-flash-agent", "max_tokens": 50, "stream": True,
                     "messages": [{"role": "user", "content": f"client {index} request {k}"}]}
             try:
                 response = session.post(f"{url}/v1/messages", json=body, headers={"x-api-key": "k"}, timeout=20)
@@ -81,7 +81,7 @@ def test_client_disconnect_releases_the_upstream_under_gunicorn(gunicorn: tuple[
     """Under gevent the per-process watcher waits through gevent's poll() on the epoll object's descriptor."""
     url, log = gunicorn
     fake.enqueue(Reply(text="long silence follows", chunks=3, stall_after=1, stall_seconds=20))
-    body = json.dumps({"model": "gemini-3-flash", "max_tokens": 50, "stream": True,
+    body = json.dumps({"model": "gemini-3-flash-agent", "max_tokens": 50, "stream": True,
                        "messages": [{"role": "user", "content": "hi"}]}).encode()
     sock = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
     sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nx-api-key: k\r\n"

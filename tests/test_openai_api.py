@@ -79,9 +79,9 @@ def create(oai: openai.OpenAI, stream: bool, **kwargs: Any):  # noqa: ANN201 - a
 
 def test_plain_text_non_streaming(oai, fake) -> None:
     fake.enqueue(Reply.text("Hello from upstream", chunks=3))
-    completion = oai.chat.completions.create(model="claude-sonnet-4-5", messages=HELLO)
+    completion = oai.chat.completions.create(model="claude-sonnet-4-6", messages=HELLO)
     assert completion.id.startswith("chatcmpl-") and completion.object == "chat.completion"
-    assert completion.model == "claude-sonnet-4-5" and isinstance(completion.created, int)
+    assert completion.model == "claude-sonnet-4-6" and isinstance(completion.created, int)
     choice = completion.choices[0]
     assert choice.index == 0 and choice.finish_reason == "stop" and choice.logprobs is None
     assert choice.message.role == "assistant" and choice.message.content == "Hello from upstream"
@@ -94,11 +94,11 @@ def test_plain_text_non_streaming(oai, fake) -> None:
 
 def test_streaming_chunk_sequence_is_exact(gateway, fake) -> None:
     fake.enqueue(Reply.text("one two three four", chunks=4))
-    stream = chunks(post(gateway, {"model": "gemini-3-flash", "stream": True, "messages": HELLO}, stream=True))
+    stream = chunks(post(gateway, {"model": "gemini-3-flash-agent", "stream": True, "messages": HELLO}, stream=True))
     assert stream[-1] == "[DONE]"
     body = stream[:-1]
     assert {c["id"] for c in body} == {body[0]["id"]} and body[0]["id"].startswith("chatcmpl-")
-    assert all(c["object"] == "chat.completion.chunk" and c["model"] == "gemini-3-flash" for c in body)
+    assert all(c["object"] == "chat.completion.chunk" and c["model"] == "gemini-3-flash-agent" for c in body)
     assert all("usage" not in c for c in body)
     assert body[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     middle = deltas(body)[1:-1]
@@ -112,7 +112,7 @@ def test_streaming_chunk_sequence_is_exact(gateway, fake) -> None:
 def test_include_usage_sends_usage_once_in_a_final_empty_choices_chunk(gateway, fake) -> None:
     fake.enqueue(Reply(text="counted", usage={"promptTokenCount": 40, "candidatesTokenCount": 5,
                                               "thoughtsTokenCount": 7, "cachedContentTokenCount": 30}))
-    stream = chunks(post(gateway, {"model": "gemini-3-flash", "stream": True, "messages": HELLO,
+    stream = chunks(post(gateway, {"model": "gemini-3-flash-agent", "stream": True, "messages": HELLO,
                                    "stream_options": {"include_usage": True}}, stream=True))
     body = stream[:-1]
     assert all(c["usage"] is None for c in body[:-1])
@@ -125,7 +125,7 @@ def test_include_usage_sends_usage_once_in_a_final_empty_choices_chunk(gateway, 
 
 def test_sdk_stream_helper_accumulates_cleanly(oai, fake) -> None:
     fake.enqueue(Reply.text("streamed words arrive", chunks=3))
-    with oai.chat.completions.stream(model="claude-sonnet-4-5", messages=HELLO,
+    with oai.chat.completions.stream(model="claude-sonnet-4-6", messages=HELLO,
                                      stream_options={"include_usage": True}) as stream:
         pieces = [e.delta for e in stream if e.type == "content.delta"]
         final = stream.get_final_completion()
@@ -138,7 +138,7 @@ def test_sdk_stream_helper_accumulates_cleanly(oai, fake) -> None:
 
 def test_sdk_plain_stream_iteration(oai, fake) -> None:
     fake.enqueue(Reply.text("abc def", chunks=2))
-    stream = oai.chat.completions.create(model="gemini-3-flash", messages=HELLO, stream=True)
+    stream = oai.chat.completions.create(model="gemini-3-flash-agent", messages=HELLO, stream=True)
     received = list(stream)
     assert "".join(c.choices[0].delta.content or "" for c in received) == "abc def"
     assert received[-1].choices[0].finish_reason == "stop"
@@ -147,7 +147,7 @@ def test_sdk_plain_stream_iteration(oai, fake) -> None:
 @pytest.mark.parametrize("stream", [False, True])
 def test_multi_turn_history(oai, fake, stream) -> None:
     fake.enqueue(Reply.text("Third answer"))
-    completion = create(oai, stream, model="claude-sonnet-4-5", messages=[
+    completion = create(oai, stream, model="claude-sonnet-4-6", messages=[
         {"role": "user", "content": "first"},
         {"role": "assistant", "content": "first answer"},
         {"role": "user", "content": [{"type": "text", "text": "second"}]},
@@ -166,7 +166,7 @@ def test_multi_turn_history(oai, fake, stream) -> None:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_system_and_developer_messages_are_hoisted_in_order(oai, fake, stream) -> None:
-    create(oai, stream, model="gemini-3-flash", messages=[
+    create(oai, stream, model="gemini-3-flash-agent", messages=[
         {"role": "system", "content": "You are terse."},
         {"role": "user", "content": "first"},
         {"role": "assistant", "content": "ok"},
@@ -179,7 +179,7 @@ def test_system_and_developer_messages_are_hoisted_in_order(oai, fake, stream) -
 
 
 def test_lone_system_message_becomes_the_question(oai, fake) -> None:
-    oai.chat.completions.create(model="gemini-3-flash", messages=[{"role": "system", "content": "Say hi"}])
+    oai.chat.completions.create(model="gemini-3-flash-agent", messages=[{"role": "system", "content": "Say hi"}])
     inner = last_generate(fake)
     assert inner["contents"] == [{"role": "user", "parts": [{"text": "Say hi"}]}]
     assert "systemInstruction" not in inner
@@ -187,20 +187,20 @@ def test_lone_system_message_becomes_the_question(oai, fake) -> None:
 
 def test_sampling_parameters_reach_upstream(oai, fake) -> None:
     oai.chat.completions.create(
-        model="gemini-3-flash", messages=HELLO, max_tokens=999, max_completion_tokens=300, temperature=0.3,
+        model="gemini-3-flash-agent", messages=HELLO, max_tokens=999, max_completion_tokens=300, temperature=0.3,
         top_p=0.9, stop="STOP", seed=7, user="u-1", presence_penalty=0.1, parallel_tool_calls=True,
         tools=[WEATHER], extra_body={"top_k": 40},
     )
     config = last_generate(fake)["generationConfig"]
     assert config == {"temperature": 0.3, "topP": 0.9, "topK": 40, "stopSequences": ["STOP"], "maxOutputTokens": 300}
-    oai.chat.completions.create(model="claude-sonnet-4-5", messages=HELLO, max_tokens=100000, stop=["a", "b"])
+    oai.chat.completions.create(model="claude-sonnet-4-6", messages=HELLO, max_tokens=100000, stop=["a", "b"])
     config = last_generate(fake)["generationConfig"]
     assert config["stopSequences"] == ["a", "b"] and config["maxOutputTokens"] == 64000
 
 
 def test_prompt_cache_key_then_user_seed_the_session(oai, fake) -> None:
     def session(**kwargs: Any) -> str:
-        oai.chat.completions.create(model="gemini-3-flash", **kwargs)
+        oai.chat.completions.create(model="gemini-3-flash-agent", **kwargs)
         return last_generate(fake)["sessionId"]
 
     keyed = session(messages=[{"role": "user", "content": "a"}], prompt_cache_key="conv-1", user="someone")
@@ -214,7 +214,7 @@ def test_prompt_cache_key_then_user_seed_the_session(oai, fake) -> None:
 )
 def test_finish_reasons(oai, fake, finish, expected) -> None:
     fake.enqueue(Reply(text="cut", finish=finish))
-    completion = oai.chat.completions.create(model="claude-sonnet-4-5", messages=HELLO)
+    completion = oai.chat.completions.create(model="claude-sonnet-4-6", messages=HELLO)
     assert completion.choices[0].finish_reason == expected
 
 
@@ -223,7 +223,7 @@ def test_finish_reasons(oai, fake, finish, expected) -> None:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_data_url_image(oai, fake, stream) -> None:
-    create(oai, stream, model="gemini-3-flash", messages=[{"role": "user", "content": [
+    create(oai, stream, model="gemini-3-flash-agent", messages=[{"role": "user", "content": [
         {"type": "text", "text": "what is this?"},
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "low"}},
     ]}])
@@ -233,7 +233,7 @@ def test_data_url_image(oai, fake, stream) -> None:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_http_image_url_is_fetched_and_inlined(oai, fake, image_server, stream) -> None:
-    create(oai, stream, model="claude-sonnet-4-5", messages=[{"role": "user", "content": [
+    create(oai, stream, model="claude-sonnet-4-6", messages=[{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": f"{image_server}/cat.png"}},
         {"type": "text", "text": "describe"},
     ]}])
@@ -242,14 +242,14 @@ def test_http_image_url_is_fetched_and_inlined(oai, fake, image_server, stream) 
 
 def test_unreachable_image_url_is_a_400(oai) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        oai.chat.completions.create(model="gemini-3-flash", messages=[{"role": "user", "content": [
+        oai.chat.completions.create(model="gemini-3-flash-agent", messages=[{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/nothing.png"}}]}])
     assert info.value.type == "invalid_request_error"
 
 
 def test_audio_and_file_parts_are_sent_inline(oai, fake) -> None:
     wav = base64.b64encode(b"RIFF....WAVE").decode()
-    oai.chat.completions.create(model="gemini-3-flash", messages=[{"role": "user", "content": [
+    oai.chat.completions.create(model="gemini-3-flash-agent", messages=[{"role": "user", "content": [
         {"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}},
         {"type": "file", "file": {"file_data": PNG, "filename": "page.png"}},
     ]}])
@@ -271,7 +271,7 @@ def replay(message) -> dict:  # noqa: ANN001 - what OpenAI clients send back: st
 def test_claude_thinking_tool_round_trip(oai, fake, stream) -> None:
     """The client drops reasoning; the gateway restores the signed thinking the strict fake demands."""
     fake.enqueue(Reply(thinking="I should call the weather tool.", tool_calls=[("get_weather", {"city": "Oslo"})]))
-    ask = dict(model="claude-sonnet-4-5-thinking", tools=[WEATHER], reasoning_effort="low")
+    ask = dict(model="claude-opus-4-6-thinking", tools=[WEATHER], reasoning_effort="low")
     history: list[dict] = [{"role": "user", "content": "Weather in Oslo?"}]
     first = create(oai, stream, messages=history, **ask)
     choice = first.choices[0]
@@ -301,11 +301,11 @@ def test_claude_thinking_tool_round_trip(oai, fake, stream) -> None:
 def test_claude_thinking_is_not_restored_for_an_unknown_call_id(oai, fake) -> None:
     """Another conversation's id cannot be guessed; a loop without thinking is closed, not failed."""
     fake.enqueue(Reply(thinking="hmm", tool_calls=[("get_weather", {"city": "Oslo"})]))
-    first = oai.chat.completions.create(model="claude-sonnet-4-5-thinking", tools=[WEATHER],
+    first = oai.chat.completions.create(model="claude-opus-4-6-thinking", tools=[WEATHER],
                                         messages=[{"role": "user", "content": "Oslo?"}])
     forged = replay(first.choices[0].message)
     forged["tool_calls"][0]["id"] = "call_someoneelsesid0000000000"
-    oai.chat.completions.create(model="claude-sonnet-4-5-thinking", tools=[WEATHER], messages=[
+    oai.chat.completions.create(model="claude-opus-4-6-thinking", tools=[WEATHER], messages=[
         {"role": "user", "content": "Oslo?"}, forged,
         {"role": "tool", "tool_call_id": "call_someoneelsesid0000000000", "content": "snow"},
     ])
@@ -317,7 +317,7 @@ def test_claude_thinking_is_not_restored_for_an_unknown_call_id(oai, fake) -> No
 @pytest.mark.parametrize("stream", [False, True])
 def test_gemini_tool_round_trip_restores_the_call_signature(oai, fake, stream) -> None:
     fake.enqueue(Reply(thinking="Need weather.", tool_calls=[("get_weather", {"city": "Lima"})]))
-    ask = dict(model="gemini-3-flash", tools=[WEATHER], reasoning_effort="low")
+    ask = dict(model="gemini-3-flash-agent", tools=[WEATHER], reasoning_effort="low")
     first = create(oai, stream, messages=[{"role": "user", "content": "Lima?"}], **ask)
     thinking = last_generate(fake)["generationConfig"]["thinkingConfig"]
     assert thinking == {"includeThoughts": True, "thinkingLevel": "low"}
@@ -341,7 +341,7 @@ def test_gemini_tool_round_trip_restores_the_call_signature(oai, fake, stream) -
 
 def test_gemini_signature_from_extra_content_and_sentinel_fallback(oai, fake) -> None:
     fake.enqueue(Reply(tool_calls=[("get_weather", {"city": "Quito"})]))
-    first = oai.chat.completions.create(model="gemini-3-flash", tools=[WEATHER],
+    first = oai.chat.completions.create(model="gemini-3-flash-agent", tools=[WEATHER],
                                         messages=[{"role": "user", "content": "Quito?"}])
     call = first.choices[0].message.tool_calls[0]
     signature = call.model_extra["extra_content"]["google"]["thought_signature"]
@@ -351,7 +351,7 @@ def test_gemini_signature_from_extra_content_and_sentinel_fallback(oai, fake) ->
                      "function": {"name": "get_weather", "arguments": '{"city": "Quito"}'}}
         if extra:
             tool_call["extra_content"] = extra
-        oai.chat.completions.create(model="gemini-3-flash", tools=[WEATHER], messages=[
+        oai.chat.completions.create(model="gemini-3-flash-agent", tools=[WEATHER], messages=[
             {"role": "user", "content": "Quito?"}, {"role": "assistant", "content": None, "tool_calls": [tool_call]},
             {"role": "tool", "tool_call_id": call_id, "content": "cool"},
         ])
@@ -369,7 +369,7 @@ def test_gemini_signature_from_extra_content_and_sentinel_fallback(oai, fake) ->
 def test_parallel_tool_calls_stream_with_distinct_indexes(gateway, oai, fake) -> None:
     calls = [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Paris"})]
     fake.enqueue(Reply(tool_calls=calls))
-    stream = chunks(post(gateway, {"model": "gemini-3-flash", "stream": True, "tools": [WEATHER],
+    stream = chunks(post(gateway, {"model": "gemini-3-flash-agent", "stream": True, "tools": [WEATHER],
                                    "messages": [{"role": "user", "content": "Paris twice"}]}, stream=True))
     fragments = [t for d in deltas(stream) for t in d.get("tool_calls", [])]
     heads = [f for f in fragments if "id" in f]
@@ -383,7 +383,7 @@ def test_parallel_tool_calls_stream_with_distinct_indexes(gateway, oai, fake) ->
     assert stream[-2]["choices"][0]["finish_reason"] == "tool_calls"
 
     fake.enqueue(Reply(tool_calls=[("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Rome"})]))
-    with oai.chat.completions.stream(model="claude-sonnet-4-5", tools=[WEATHER],
+    with oai.chat.completions.stream(model="claude-sonnet-4-6", tools=[WEATHER],
                                      messages=[{"role": "user", "content": "Paris and Rome"}]) as events:
         final = events.get_final_completion()
     tool_calls = final.choices[0].message.tool_calls
@@ -393,7 +393,7 @@ def test_parallel_tool_calls_stream_with_distinct_indexes(gateway, oai, fake) ->
 
 def test_parallel_results_are_ordered_and_missing_ones_stated(oai, fake) -> None:
     """Claude pairs results with calls strictly; an unanswered call gets an explicit error result."""
-    oai.chat.completions.create(model="claude-sonnet-4-5", tools=[WEATHER], messages=[
+    oai.chat.completions.create(model="claude-sonnet-4-6", tools=[WEATHER], messages=[
         {"role": "user", "content": "three cities"},
         {"role": "assistant", "content": "Checking.", "tool_calls": [
             {"id": f"call_{city}", "type": "function",
@@ -412,7 +412,7 @@ def test_parallel_results_are_ordered_and_missing_ones_stated(oai, fake) -> None
 def test_legacy_functions_and_function_call(oai, fake) -> None:
     function = WEATHER["function"]
     oai.chat.completions.create(
-        model="claude-sonnet-4-5", functions=[function], function_call={"name": "get_weather"},
+        model="claude-sonnet-4-6", functions=[function], function_call={"name": "get_weather"},
         messages=[
             {"role": "user", "content": "Weather in Nice?"},
             {"role": "assistant", "content": None,
@@ -446,7 +446,7 @@ def test_legacy_functions_and_function_call(oai, fake) -> None:
     ],
 )
 def test_tool_choice(oai, fake, choice, expected) -> None:
-    oai.chat.completions.create(model="gemini-3-flash", messages=HELLO, tools=[WEATHER], tool_choice=choice)
+    oai.chat.completions.create(model="gemini-3-flash-agent", messages=HELLO, tools=[WEATHER], tool_choice=choice)
     inner = last_generate(fake)
     assert inner["toolConfig"] == {"functionCallingConfig": expected}
     declaration = inner["tools"][0]["functionDeclarations"][0]
@@ -454,7 +454,7 @@ def test_tool_choice(oai, fake, choice, expected) -> None:
 
 
 def test_unparseable_arguments_are_kept_as_params(oai, fake) -> None:
-    oai.chat.completions.create(model="gemini-3-flash", tools=[WEATHER], messages=[
+    oai.chat.completions.create(model="gemini-3-flash-agent", tools=[WEATHER], messages=[
         {"role": "user", "content": "x"},
         {"role": "assistant", "content": "", "tool_calls": [
             {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "city=Paris"}}]},
@@ -471,7 +471,7 @@ def test_unparseable_arguments_are_kept_as_params(oai, fake) -> None:
 def test_reasoning_streams_as_reasoning_content(gateway, fake) -> None:
     fake.enqueue(Reply(thinking="step one, step two", text="Answer.", chunks=2,
                        usage={"promptTokenCount": 10, "candidatesTokenCount": 2, "thoughtsTokenCount": 6}))
-    stream = chunks(post(gateway, {"model": "claude-opus-4-5-thinking", "stream": True, "messages": HELLO,
+    stream = chunks(post(gateway, {"model": "claude-opus-4-6-thinking", "stream": True, "messages": HELLO,
                                    "stream_options": {"include_usage": True}}, stream=True))
     kinds = [next(iter(d), None) for d in deltas(stream)]
     assert kinds[0] == "role" and kinds[-1] is None
@@ -484,38 +484,43 @@ def test_reasoning_streams_as_reasoning_content(gateway, fake) -> None:
 
 def test_reasoning_on_the_message(oai, fake) -> None:
     fake.enqueue(Reply(thinking="Let me think.", text="Done."))
-    completion = oai.chat.completions.create(model="gemini-3-flash", messages=HELLO, reasoning_effort="high")
+    completion = oai.chat.completions.create(model="gemini-3-flash-agent", messages=HELLO, reasoning_effort="high")
     message = completion.choices[0].message
     assert message.reasoning_content == "Let me think." and message.content == "Done."
     assert completion.usage.completion_tokens_details.reasoning_tokens > 0
     fake.enqueue(Reply.text("plain"))
-    plain = oai.chat.completions.create(model="gemini-3-flash", messages=HELLO)
+    plain = oai.chat.completions.create(model="gemini-3-flash-agent", messages=HELLO)
     assert "reasoning_content" not in plain.choices[0].message.model_extra
 
 
 @pytest.mark.parametrize(
     ("model", "effort", "expected"),
     [
-        ("claude-sonnet-4-5-thinking", "minimal", {"include_thoughts": True, "thinking_budget": 1024}),
-        ("claude-sonnet-4-5-thinking", "medium", {"include_thoughts": True, "thinking_budget": 8192}),
-        ("claude-sonnet-4-5-thinking", "high", {"include_thoughts": True, "thinking_budget": 24576}),
-        ("claude-sonnet-4-5-thinking", "none", None),
-        ("claude-sonnet-4-5", "high", None),
-        ("gemini-3-flash", "minimal", {"includeThoughts": True, "thinkingLevel": "minimal"}),
-        ("gemini-3-flash", "xhigh", {"includeThoughts": True, "thinkingLevel": "high"}),
-        ("gemini-3-flash", "none", {"thinkingLevel": "minimal"}),
-        ("gemini-3-pro-high", "minimal", {"includeThoughts": True, "thinkingLevel": "low"}),
-        ("gemini-3-pro-high", "none", {"thinkingLevel": "low"}),
-        ("gemini-2.5-flash", "medium", {"includeThoughts": True, "thinkingBudget": 8192}),
+        ("claude-opus-4-6-thinking", "minimal", {"include_thoughts": True, "thinking_budget": 1024}),
+        ("claude-opus-4-6-thinking", "medium", {"include_thoughts": True, "thinking_budget": 8192}),
+        ("claude-opus-4-6-thinking", "high", {"include_thoughts": True, "thinking_budget": 24576}),
+        ("claude-opus-4-6-thinking", "none", None),
+        ("claude-sonnet-4-6", "high", None),
+        ("gemini-3-flash-agent", "minimal", {"includeThoughts": True, "thinkingLevel": "minimal"}),
+        ("gemini-3-flash-agent", "xhigh", {"includeThoughts": True, "thinkingLevel": "high"}),
+        ("gemini-3-flash-agent", "none", {"thinkingLevel": "minimal"}),
+        ("gemini-pro-agent", "minimal", {"includeThoughts": True, "thinkingLevel": "low"}),
+        ("gemini-pro-agent", "none", {"thinkingLevel": "low"}),
+        ("gemini-3.1-flash-lite", "medium", {"includeThoughts": True, "thinkingLevel": "medium"}),
+        ("gemini-3.8-flash", "minimal", {"includeThoughts": True, "thinkingLevel": "low"}),
+        ("gemini-3.8-flash-high", None, {"thinkingLevel": "high"}),
     ],
 )
 def test_reasoning_effort_mapping(oai, fake, model, effort, expected) -> None:
-    oai.chat.completions.create(model=model, messages=HELLO, reasoning_effort=effort)
-    assert last_generate(fake)["generationConfig"].get("thinkingConfig") == expected
+    oai.chat.completions.create(model=model, messages=HELLO, **({"reasoning_effort": effort} if effort else {}))
+    generate = fake.generate_requests()[-1].body
+    assert generate["request"]["generationConfig"].get("thinkingConfig") == expected
+    # A tier suffix and a public name both land on the -tiered id, which the upstream resolves.
+    assert generate["model"] == ("gemini-3.8-flash-tiered" if "3.8" in model else model)
 
 
 def test_reasoning_effort_max_stays_below_the_output_limit(oai, fake) -> None:
-    oai.chat.completions.create(model="claude-opus-4-5-thinking", messages=HELLO, reasoning_effort="max")
+    oai.chat.completions.create(model="claude-opus-4-6-thinking", messages=HELLO, reasoning_effort="max")
     config = last_generate(fake)["generationConfig"]
     assert config["thinkingConfig"]["thinking_budget"] < config["maxOutputTokens"] <= 64000
 
@@ -526,7 +531,7 @@ def test_reasoning_effort_max_stays_below_the_output_limit(oai, fake) -> None:
 @pytest.mark.parametrize("stream", [False, True])
 def test_json_object_mode(oai, fake, stream) -> None:
     fake.enqueue(Reply.text('{"ok": true}'))
-    completion = create(oai, stream, model="gemini-3-flash", messages=HELLO, response_format={"type": "json_object"})
+    completion = create(oai, stream, model="gemini-3-flash-agent", messages=HELLO, response_format={"type": "json_object"})
     assert json.loads(completion.choices[0].message.content) == {"ok": True}
     config = last_generate(fake)["generationConfig"]
     assert config["responseMimeType"] == "application/json" and "responseSchema" not in config
@@ -537,7 +542,7 @@ def test_json_schema_mode(oai, fake, stream) -> None:
     fake.enqueue(Reply.text('{"city": "Oslo", "degrees": 3}'))
     schema = {"type": "object", "additionalProperties": False, "required": ["city", "degrees"],
               "properties": {"city": {"type": "string"}, "degrees": {"type": "integer", "minimum": -100}}}
-    completion = create(oai, stream, model="claude-sonnet-4-5", messages=HELLO, response_format={
+    completion = create(oai, stream, model="claude-sonnet-4-6", messages=HELLO, response_format={
         "type": "json_schema", "json_schema": {"name": "weather", "strict": True, "schema": schema}})
     assert json.loads(completion.choices[0].message.content)["city"] == "Oslo"
     config = last_generate(fake)["generationConfig"]
@@ -548,7 +553,7 @@ def test_json_schema_mode(oai, fake, stream) -> None:
 
 
 def test_text_response_format_is_plain(oai, fake) -> None:
-    oai.chat.completions.create(model="gemini-3-flash", messages=HELLO, response_format={"type": "text"})
+    oai.chat.completions.create(model="gemini-3-flash-agent", messages=HELLO, response_format={"type": "text"})
     assert "responseMimeType" not in last_generate(fake)["generationConfig"]
 
 
@@ -557,10 +562,10 @@ def test_text_response_format_is_plain(oai, fake) -> None:
 
 def test_models_list_and_retrieve(oai) -> None:
     listed = {m.id: m for m in oai.models.list()}
-    assert listed["gemini-3-flash"].owned_by == "google"
-    model = oai.models.retrieve("claude-sonnet-4-5-thinking")
-    assert model.id == "claude-sonnet-4-5-thinking" and model.owned_by == "anthropic" and model.object == "model"
-    assert model.created == listed["claude-sonnet-4-5-thinking"].created
+    assert listed["gemini-3-flash-agent"].owned_by == "google"
+    model = oai.models.retrieve("claude-opus-4-6-thinking")
+    assert model.id == "claude-opus-4-6-thinking" and model.owned_by == "anthropic" and model.object == "model"
+    assert model.created == listed["claude-opus-4-6-thinking"].created
     with pytest.raises(openai.NotFoundError) as info:
         oai.models.retrieve("gpt-99")
     assert info.value.code == "model_not_found" and "/v1/models" in info.value.message
@@ -572,12 +577,12 @@ def test_keep_alive_comments_during_a_silent_upstream(fake, accounts_file) -> No
     try:
         fake.enqueue(Reply(text="after a pause", chunks=2, stall_after=1, stall_seconds=0.6))
         response = requests.post(f"{url}/v1/chat/completions", stream=True, timeout=10,
-                                 json={"model": "gemini-3-flash", "stream": True, "messages": HELLO})
+                                 json={"model": "gemini-3-flash-agent", "stream": True, "messages": HELLO})
         lines = [line for line in response.iter_lines(decode_unicode=True) if line]
         assert ": ping" in lines and lines[-1] == "data: [DONE]"
         fake.enqueue(Reply(text="after a pause", chunks=2, stall_after=1, stall_seconds=0.6))
         client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
-        received = list(client.chat.completions.create(model="gemini-3-flash", messages=HELLO, stream=True))
+        received = list(client.chat.completions.create(model="gemini-3-flash-agent", messages=HELLO, stream=True))
         assert "".join(c.choices[0].delta.content or "" for c in received) == "after a pause"
     finally:
         server.shutdown()
@@ -588,7 +593,7 @@ def test_waiting_for_a_rate_limited_account_pings_then_answers(fake, accounts_fi
     try:
         fake.enqueue(Reply.error(429, retry_delay="0.6s", quota_reset_delay="0.6s"), Reply.text("worth the wait"))
         response = requests.post(f"{url}/v1/chat/completions", stream=True, timeout=10,
-                                 json={"model": "gemini-3-flash", "stream": True, "messages": HELLO})
+                                 json={"model": "gemini-3-flash-agent", "stream": True, "messages": HELLO})
         lines = [line for line in response.iter_lines(decode_unicode=True) if line]
         assert lines[0] == ": ping" and lines[-1] == "data: [DONE]"
         first = json.loads(next(line for line in lines if line.startswith("data: "))[6:])
@@ -607,7 +612,7 @@ def test_waiting_for_a_rate_limited_account_pings_then_answers(fake, accounts_fi
 ])
 def test_allowed_tools_naming_what_is_not_there_is_a_400(oai, fake, allowed, param, words) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        oai.chat.completions.create(model="gemini-3-flash", messages=HELLO, tools=[WEATHER],
+        oai.chat.completions.create(model="gemini-3-flash-agent", messages=HELLO, tools=[WEATHER],
                                     tool_choice={"type": "allowed_tools", "allowed_tools": allowed})
     error = caught.value.body
     assert error["param"] == param and words in error["message"]

@@ -11,7 +11,7 @@ import requests
 from tests.conftest import gateway_settings, serve
 from tests.fake_cloudcode import Reply
 
-OK = {"model": "gemini-3-flash", "messages": [{"role": "user", "content": "hi"}]}
+OK = {"model": "gemini-3-flash-agent", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_sdk_raises_bad_request_naming_n(oai) -> None:
 
 
 def test_missing_messages_message(gateway) -> None:
-    error = assert_openai_error(post(gateway.url, {"model": "gemini-3-flash"}), 400, "invalid_request_error")
+    error = assert_openai_error(post(gateway.url, {"model": "gemini-3-flash-agent"}), 400, "invalid_request_error")
     assert error["message"] == "Missing required parameter: 'messages'."
 
 

@@ -109,12 +109,12 @@ def test_restored_thinking_reaches_only_claude_targets() -> None:
     claude = request()
     restore_thinking(claude, registry)
     assert claude.messages[1].parts[0] == Thinking("why", SIG_C)
-    body = build_request(claude, KNOWN_MODELS["claude-sonnet-4-5-thinking"], project="p", signatures=registry).body
+    body = build_request(claude, KNOWN_MODELS["claude-opus-4-6-thinking"], project="p", signatures=registry).body
     assert body["request"]["contents"][1]["parts"][0] == {"text": "why", "thought": True, "thoughtSignature": SIG_C}
 
     gemini = request()
     restore_thinking(gemini, registry)
-    body = build_request(gemini, KNOWN_MODELS["gemini-3-flash"], project="p", signatures=registry).body
+    body = build_request(gemini, KNOWN_MODELS["gemini-3-flash-agent"], project="p", signatures=registry).body
     assert SIG_C not in str(body)
 
 

@@ -18,8 +18,8 @@ def test_models_list_shape(gateway) -> None:
     body = requests.get(f"{gateway.url}/v1/models", timeout=5).json()
     assert body["object"] == "list"
     ids = {m["id"]: m for m in body["data"]}
-    assert ids["claude-sonnet-4-5-thinking"]["owned_by"] == "anthropic"
-    assert ids["gemini-3-flash"]["owned_by"] == "google"
+    assert ids["claude-opus-4-6-thinking"]["owned_by"] == "anthropic"
+    assert ids["gemini-3-flash-agent"]["owned_by"] == "google"
     assert all(m["object"] == "model" and isinstance(m["created"], int) for m in body["data"])
     assert not any(i.startswith("chat_") for i in ids)
 
@@ -31,7 +31,7 @@ def test_no_accounts_file_still_starts_and_explains(fake, tmp_path) -> None:
         assert health["accounts"] == 0 and health["activeAccounts"] == 0
         assert "accounts add" in health["error"]
         response = requests.post(f"{url}/v1/messages", timeout=5, json={
-            "model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+            "model": "claude-sonnet-4-6", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
         assert response.status_code == 503
         assert "accounts add" in response.json()["error"]["message"]
     finally:
@@ -60,7 +60,7 @@ def test_project_discovery_with_onboarding_is_saved_keeping_unknown_fields(fake,
     url, _, server = serve(gateway_settings(fake, path))
     try:
         response = requests.post(f"{url}/v1/messages", timeout=10, json={
-            "model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+            "model": "claude-sonnet-4-6", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
         assert response.status_code == 200, response.text
     finally:
         server.shutdown()

@@ -18,7 +18,7 @@ def test_the_shortcut_masks_exactly_what_every_pattern_masks(text: str) -> None:
 
 
 def test_each_kind_of_secret_is_masked_and_plain_lines_pass_unchanged() -> None:
-    line = "method=POST path=/v1/messages model=claude-sonnet-4-5 status=200 account=me@example.com"
+    line = "method=POST path=/v1/messages model=claude-sonnet-4-6 status=200 account=me@example.com"
     assert redact(line) == line
     for secret in ("ya29.a0AfB_token", "1//0g-refresh", "4/0AY0e-code", "GOCSPX-abc_def"):
         assert secret not in redact(f"x {secret} y")

@@ -16,8 +16,8 @@ from tests.conftest import REFRESH_TOKEN, gateway_settings, serve
 from tests.fake_cloudcode import Reply
 from tests.test_anthropic_api import sse_events
 
-ASK = {"model": "claude-sonnet-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
-OPENAI_ASK = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}
+ASK = {"model": "claude-sonnet-4-6", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
+OPENAI_ASK = {"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ def test_metrics_after_traffic(gateway, fake) -> None:
         stream.get_final_message()
     requests.post(f"{gateway.url}/v1/messages", json={**ASK, "model": "nope"}, timeout=5)
     fake.enqueue(Reply.error(429, reason="QUOTA_EXHAUSTED", retry_delay="3600s"))
-    requests.post(f"{gateway.url}/v1/messages", json={**ASK, "model": "gemini-3-flash"}, timeout=5)
+    requests.post(f"{gateway.url}/v1/messages", json={**ASK, "model": "gemini-3-flash-agent"}, timeout=5)
     # Requests are counted when their response closes, just after the client has read it.
     deadline = time.monotonic() + 3
     while True:
@@ -177,12 +177,12 @@ def test_metrics_after_traffic(gateway, fake) -> None:
         if 'status="429"} 1.0' in text or time.monotonic() > deadline:
             break
         time.sleep(0.02)
-    assert 'gateway_requests_total{family="anthropic",model="claude-sonnet-4-5",status="200"} 2.0' in text
+    assert 'gateway_requests_total{family="anthropic",model="claude-sonnet-4-6",status="200"} 2.0' in text
     assert 'gateway_requests_total{family="anthropic",model="nope",status="404"} 1.0' in text
     assert 'gateway_request_seconds_count{family="anthropic"} 4.0' in text
-    assert 'gateway_tokens_total{direction="out",family="anthropic",model="claude-sonnet-4-5"}' in text
+    assert 'gateway_tokens_total{direction="out",family="anthropic",model="claude-sonnet-4-6"}' in text
     assert "gateway_active_streams 0.0" in text
-    assert 'gateway_rate_limit_events_total{account="alice",model="gemini-3-flash"} 1.0' in text
+    assert 'gateway_rate_limit_events_total{account="alice",model="gemini-3-flash-agent"} 1.0' in text
 
 
 def test_no_secret_reaches_logs_or_responses(fake, accounts_file, caplog) -> None:
@@ -232,7 +232,7 @@ def test_one_access_line_per_request_with_its_fields(gateway, fake, caplog) -> N
     assert len(records) == 1
     fields = records[0].fields
     assert fields["method"] == "POST" and fields["path"] == "/v1/messages" and fields["family"] == "anthropic"
-    assert fields["model"] == "claude-sonnet-4-5" and fields["status"] == 200 and fields["stream"] is True
+    assert fields["model"] == "claude-sonnet-4-6" and fields["status"] == 200 and fields["stream"] is True
     assert fields["account"] == "alice" and fields["attempts"] == 1
     assert fields["tokens_in"] > 0 and fields["tokens_out"] > 0 and fields["latency_ms"] > 0
 

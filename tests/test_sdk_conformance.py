@@ -24,7 +24,7 @@ from anthropic import beta_tool
 from tests.conftest import GatewayServer
 from tests.fake_cloudcode import FakeCloudCode, Reply
 
-MODELS = ["claude-sonnet-4-5-thinking", "gemini-3-flash"]
+MODELS = ["claude-opus-4-6-thinking", "gemini-3-flash-agent"]
 WEATHER_ARGS = {"city": "Paris"}
 CALL_WEATHER = f"call tool get_weather with {json.dumps(WEATHER_ARGS)}"
 
@@ -50,7 +50,7 @@ def assert_usage(usage: anthropic.types.Usage) -> None:
 def test_anthropic_stream_final_message_with_thinking(client: anthropic.Anthropic, fake: FakeCloudCode) -> None:
     fake.enqueue(Reply(thinking="Weighing the options.", text="The sky is blue.", chunks=3))
     with client.messages.stream(
-        model="claude-sonnet-4-5-thinking", max_tokens=2000,
+        model="claude-opus-4-6-thinking", max_tokens=2000,
         thinking={"type": "enabled", "budget_tokens": 1024},
         messages=[{"role": "user", "content": "Why is the sky blue?"}],
     ) as stream:
@@ -61,7 +61,7 @@ def test_anthropic_stream_final_message_with_thinking(client: anthropic.Anthropi
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
     assert {"thinking", "signature", "text"} <= set(kinds)
     assert final.id.startswith("msg_") and final.type == "message" and final.role == "assistant"
-    assert final.model == "claude-sonnet-4-5-thinking"
+    assert final.model == "claude-opus-4-6-thinking"
     assert final.stop_reason == "end_turn" and final.stop_sequence is None
     thinking, answer = final.content
     assert isinstance(thinking, anthropic.types.ThinkingBlock)
@@ -173,7 +173,7 @@ def test_anthropic_streaming_tool_runner(client: anthropic.Anthropic, fake: Fake
 def test_anthropic_thread_continue_is_refused_as_not_found(gateway: GatewayServer) -> None:
     """What the SDK's recovery keys on: ``error.details.error_code`` of a 4xx answer."""
     response = requests.post(f"{gateway.url}/v1/messages", headers={"x-api-key": "k"}, timeout=10, json={
-        "model": "gemini-3-flash", "max_tokens": 10, "thread": {"type": "continue", "previous_message_id": "msg_1"},
+        "model": "gemini-3-flash-agent", "max_tokens": 10, "thread": {"type": "continue", "previous_message_id": "msg_1"},
         "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "x"}]}]})
     assert response.status_code == 404
     error = response.json()["error"]

@@ -89,7 +89,7 @@ def test_nan_never_reaches_the_cache_a_body_holding_it_is_not_json(gateway) -> N
     """orjson writes NaN as null, so NaN and null would share a key: such bodies are refused first."""
     assert orjson.dumps(_schema(default=None)) == orjson.dumps(_schema(default=math.nan))
     for constant in ("NaN", "Infinity", "-Infinity"):
-        body = ('{"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}], '
+        body = ('{"model": "claude-sonnet-4-6", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}], '
                 '"tools": [{"name": "t", "input_schema": {"type": "object", "default": %s}}]}' % constant)
         answer = requests.post(f"{gateway.url}/v1/messages", data=body, headers={"content-type": "application/json"},
                                timeout=10)
@@ -167,14 +167,14 @@ def test_frozen_output_is_the_plain_output() -> None:
 
 
 def _request(schema: dict) -> Request:
-    return Request(model="claude-sonnet-4-5", messages=[Message("user", [Text("hi")])],
+    return Request(model="claude-sonnet-4-6", messages=[Message("user", [Text("hi")])],
                    tools=[Tool("Read", "Reads a file", schema)])
 
 
 def test_no_mutation_crosses_requests() -> None:
     """A client editing its schema after a turn, or a later step editing a body, changes no other request."""
     TOOL_SCHEMAS.clear()
-    model = KNOWN_MODELS["claude-sonnet-4-5"]
+    model = KNOWN_MODELS["claude-sonnet-4-6"]
     expected = clean_tool_schema(_schema(), validated=True)
     schema = _schema()
     first = build_request(_request(schema), model, project="p", signatures=SignatureRegistry()).body

@@ -19,9 +19,9 @@ from gateway.core.request import (
 from gateway.translate.cloudcode import ResponseParser, build_request, session_id
 from gateway.translate.signatures import SKIP_SIGNATURE, SignatureRegistry
 
-CLAUDE = KNOWN_MODELS["claude-sonnet-4-5"]
-CLAUDE_THINKING = KNOWN_MODELS["claude-sonnet-4-5-thinking"]
-GEMINI = KNOWN_MODELS["gemini-3-flash"]
+CLAUDE = KNOWN_MODELS["claude-sonnet-4-6"]
+CLAUDE_THINKING = KNOWN_MODELS["claude-opus-4-6-thinking"]
+GEMINI = KNOWN_MODELS["gemini-3-flash-agent"]
 SIG_C = "R" + "c" * 80
 SIG_G = "C" + "g" * 80
 WEATHER = Tool("get_weather", "Weather for a city", {"type": "object", "properties": {"city": {"type": "string"}}})
@@ -43,7 +43,7 @@ def _tool_history(thinking: Thinking | None = None) -> list[Message]:
 def test_envelope_and_basic_mapping() -> None:
     body = _build(
         Request(
-            model="claude-sonnet-4-5",
+            model="claude-sonnet-4-6",
             messages=[Message("user", [Text("hi"), Text("  ")]), Message("assistant", [Text("hello")])],
             system=["be brief"],
             max_tokens=128000,
@@ -52,7 +52,7 @@ def test_envelope_and_basic_mapping() -> None:
         )
     )
     assert set(body) == {"project", "model", "userAgent", "requestType", "requestId", "request"}
-    assert body["project"] == "proj" and body["model"] == "claude-sonnet-4-5"
+    assert body["project"] == "proj" and body["model"] == "claude-sonnet-4-6"
     inner = body["request"]
     assert inner["contents"] == [
         {"role": "user", "parts": [{"text": "hi"}]},

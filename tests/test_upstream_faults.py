@@ -12,7 +12,7 @@ from tests.conftest import REFRESH_TOKEN, gateway_settings, serve
 from tests.fake_cloudcode import FakeCloudCode, Reply
 from tests.test_anthropic_api import sse_events
 
-ASK = dict(model="claude-sonnet-4-5", max_tokens=100, messages=[{"role": "user", "content": "hi"}])
+ASK = dict(model="claude-sonnet-4-6", max_tokens=100, messages=[{"role": "user", "content": "hi"}])
 
 
 def test_rate_limit_with_one_account_is_a_429_with_retry_after(gateway, fake) -> None:
@@ -26,7 +26,7 @@ def test_rate_limit_with_one_account_is_a_429_with_retry_after(gateway, fake) ->
     again = requests.post(f"{gateway.url}/v1/messages", json=ASK, timeout=10)
     assert again.status_code == 429 and len(fake.generate_requests()) == calls
     # Another model is not affected.
-    other = requests.post(f"{gateway.url}/v1/messages", json={**ASK, "model": "gemini-3-flash"}, timeout=10)
+    other = requests.post(f"{gateway.url}/v1/messages", json={**ASK, "model": "gemini-3-flash-agent"}, timeout=10)
     assert other.status_code == 200
 
 
@@ -77,7 +77,7 @@ def test_server_error_then_success_on_the_next_endpoint(fake, accounts_file) -> 
 
 def test_persistent_server_errors_are_a_5xx_in_anthropic_format(gateway, fake) -> None:
     fake.enqueue(*[Reply.error(503, reason="MODEL_CAPACITY_EXHAUSTED",
-                               message="No capacity available for model claude-sonnet-4-5 on the server")] * 5)
+                               message="No capacity available for model claude-sonnet-4-6 on the server")] * 5)
     response = requests.post(f"{gateway.url}/v1/messages", json=ASK, timeout=10)
     assert response.status_code in (502, 503, 529)
     assert response.json()["type"] == "error"
@@ -148,7 +148,7 @@ def test_a_blocked_prompt_is_content_filter_with_a_refusal_for_openai(gateway, f
     import openai
 
     oai = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="k", max_retries=0)
-    ask = dict(model="gemini-3-flash", messages=[{"role": "user", "content": "hi"}])
+    ask = dict(model="gemini-3-flash-agent", messages=[{"role": "user", "content": "hi"}])
     fake.enqueue(Reply.blocked("SAFETY"), Reply.blocked("BLOCKLIST"))
     completion = oai.chat.completions.create(**ask)
     choice = completion.choices[0]

@@ -53,7 +53,7 @@ def create_message() -> Response | tuple[Response, int]:
     g.outcome = outcome = Outcome()
     events = gateway.dispatcher.events(canonical, outcome)
     if canonical.stream:
-        renderer = render.StreamRenderer(canonical.model)
+        renderer = render.StreamRenderer(model.id)
         response = sse_response(
             prime(events),
             renderer.feed,
@@ -63,7 +63,7 @@ def create_message() -> Response | tuple[Response, int]:
             abort=outcome.abort,
         )
     else:
-        response = jsonify(render.message_body(collect(model.id, events), canonical.model))
+        response = jsonify(render.message_body(collect(model.id, events), model.id))
     response.headers.update(outcome.response_headers())
     return response
 

@@ -69,7 +69,7 @@ def restore_thinking(request: Request, signatures: SignatureRegistry) -> None:
 
 
 def replayable(
-    events: Generator[Event, None, None], signatures: SignatureRegistry, family: str
+    events: Generator[Event, None, None], signatures: SignatureRegistry, signer: str | None
 ) -> Generator[Event, None, None]:
     """The events with tool calls renamed to ``call_`` ids, remembering what replays of this turn need."""
     thinking: list[Thinking] = []
@@ -84,9 +84,9 @@ def replayable(
                 thinking[-1].signature = event.signature
             elif isinstance(event, ToolCallEvent):
                 event = replace(event, id=call_id())
-                if event.signature:
-                    signatures.remember_tool_call(event.id, event.signature, family)
-                if first_call and family == "claude":
+                if event.signature and signer is not None:
+                    signatures.remember_tool_call(event.id, event.signature, signer)
+                if first_call and signer == "claude":
                     signatures.remember_turn_thinking(event.id, thinking)
                 first_call = False
             yield event
@@ -103,7 +103,7 @@ def chat_completions() -> Response:
     model = gateway.dispatcher.resolve_model(canonical)
     restore_thinking(canonical, gateway.signatures)
     g.outcome = outcome = Outcome()
-    events = replayable(gateway.dispatcher.events(canonical, outcome), gateway.signatures, model.family)
+    events = replayable(gateway.dispatcher.events(canonical, outcome), gateway.signatures, model.signer)
     if canonical.stream:
         renderer = render.StreamRenderer(model.id, include_usage=chat.include_usage)
         response = sse_response(

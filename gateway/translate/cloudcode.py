@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..catalog import ModelInfo
+from ..catalog import ANTHROPIC, GOOGLE, ModelInfo
 from ..core.events import (
     Event,
     Finish,
@@ -106,7 +106,7 @@ def build_request(
     thinking = thinking_enabled(request, model)
     names = {tool.name: sanitize_tool_name(tool.name) for tool in request.tools}
     contents = _contents(request.messages, model, signatures, names)
-    if thinking and model.family == "claude":
+    if thinking and model.vendor == ANTHROPIC:
         contents = _close_tool_loop(contents)
     inner: dict[str, Any] = {"contents": contents}
     system = _system(request, model, thinking)
@@ -120,7 +120,7 @@ def build_request(
                     {
                         "name": names[tool.name],
                         "description": tool.description,
-                        "parameters": TOOL_SCHEMAS.clean(tool.parameters, validated=model.family == "claude"),
+                        "parameters": TOOL_SCHEMAS.clean(tool.parameters, validated=model.vendor == ANTHROPIC),
                     }
                     for tool in request.tools
                 ]
@@ -154,7 +154,7 @@ def count_tokens_body(request: Request, model: ModelInfo, signatures: SignatureR
 
 def _system(request: Request, model: ModelInfo, thinking: bool) -> list[str]:
     texts = [text for text in request.system if text.strip()]
-    if thinking and model.family == "claude" and request.tools:
+    if thinking and model.vendor == ANTHROPIC and request.tools:
         texts.append(INTERLEAVED_HINT)
     return texts
 
@@ -162,7 +162,7 @@ def _system(request: Request, model: ModelInfo, thinking: bool) -> list[str]:
 def _generation_config(request: Request, model: ModelInfo, thinking: bool) -> dict[str, Any]:
     config: dict[str, Any] = {}
     max_tokens = request.max_tokens
-    if max_tokens is None and model.family == "claude":
+    if max_tokens is None and model.vendor == ANTHROPIC:
         max_tokens = DEFAULT_CLAUDE_MAX_TOKENS
     if max_tokens is not None:
         max_tokens = min(max_tokens, model.max_output_tokens)
@@ -177,9 +177,12 @@ def _generation_config(request: Request, model: ModelInfo, thinking: bool) -> di
     if thinking:
         thinking_config, max_tokens = _thinking_config(request, model, max_tokens)
         config["thinkingConfig"] = thinking_config
-    elif _effort(request) == "none" and model.id.startswith("gemini-3"):
+    elif _effort(request) == "none" and model.thinking_levels:
         # Gemini 3 cannot stop thinking: ask for the least of it, and no thoughts back.
         config["thinkingConfig"] = {"thinkingLevel": _thinking_level("none", model)}
+    elif model.tier is not None:
+        # The tier named in the model name (gemini-3.8-flash-high) is the tiered model's thinking level.
+        config["thinkingConfig"] = {"thinkingLevel": model.tier}
     if max_tokens is not None:
         config["maxOutputTokens"] = max_tokens
     if request.response_format is not None:
@@ -194,11 +197,13 @@ def _thinking_config(request: Request, model: ModelInfo, max_tokens: int | None)
     asked = request.thinking
     budget = asked.budget_tokens if asked else None
     effort = asked.effort if asked else None
-    if model.family == "gemini":
+    if model.vendor != ANTHROPIC:
         config: dict[str, Any] = {"includeThoughts": True}
-        if budget is not None:
+        if model.tier is not None and not effort:
+            config["thinkingLevel"] = model.tier
+        elif budget is not None:
             config["thinkingBudget"] = budget if max_tokens is None else min(budget, max(max_tokens - 1, 0))
-        elif effort and model.id.startswith("gemini-3"):
+        elif effort and model.thinking_levels:
             config["thinkingLevel"] = _thinking_level(effort, model)
         elif effort:
             config["thinkingBudget"] = EFFORT_BUDGETS.get(effort, DEFAULT_THINKING_BUDGET)
@@ -216,9 +221,8 @@ def _thinking_config(request: Request, model: ModelInfo, max_tokens: int | None)
 
 
 def _thinking_level(effort: str, model: ModelInfo) -> str:
-    """Gemini 3 levels: only the Flash models know ``minimal`` (openai-mapping.md 3.6)."""
-    level = EFFORT_LEVELS.get(effort, "high")
-    return "low" if level == "minimal" and "flash" not in model.id else level
+    """The level for an effort, moved to the nearest one the model takes (Gemini 3.8 Flash refuses minimal)."""
+    return model.nearest_level(EFFORT_LEVELS.get(effort, "high"))
 
 
 def _function_calling(request: Request, model: ModelInfo, names: dict[str, str]) -> dict[str, Any]:
@@ -228,7 +232,7 @@ def _function_calling(request: Request, model: ModelInfo, names: dict[str, str])
         return {"mode": "ANY" if choice.mode == "any" else "VALIDATED",
                 "allowedFunctionNames": [names.get(name, name) for name in choice.allowed]}
     if choice is None or choice.mode == "auto":
-        return {"mode": "VALIDATED" if model.family == "claude" else "AUTO"}
+        return {"mode": "VALIDATED" if model.vendor == ANTHROPIC else "AUTO"}
     if choice.mode == "none":
         return {"mode": "NONE"}
     if choice.mode == "tool" and choice.name:
@@ -277,10 +281,10 @@ def _model_parts(
             signature = part.signature or ""
             if len(signature) < MIN_SIGNATURE_LENGTH:
                 continue
-            family = signatures.family_of(signature)
-            if model.family == "claude" and family != "gemini":
+            issuer = signatures.family_of(signature)
+            if model.vendor == ANTHROPIC and issuer != "gemini":
                 thoughts.append({"text": part.text, "thought": True, "thoughtSignature": signature})
-            elif model.family == "gemini" and family == "gemini":
+            elif model.vendor == GOOGLE and issuer == "gemini":
                 turn_signature = turn_signature or signature
         elif isinstance(part, RedactedThinking):
             continue
@@ -294,7 +298,7 @@ def _model_parts(
             call: dict[str, Any] = {
                 "functionCall": {"id": part.id, "name": names.get(part.name, sanitize_tool_name(part.name)), "args": part.arguments}
             }
-            if model.family == "gemini":
+            if model.vendor == GOOGLE:
                 call["thoughtSignature"] = _gemini_call_signature(part, signatures, turn_signature if not calls else None)
             calls.append(call)
     return thoughts + texts + calls

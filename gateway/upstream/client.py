@@ -28,7 +28,7 @@ from .sse import SSEParser
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"antigravity/1.11.5 {platform.system().lower()}/{platform.machine().lower()}"
+USER_AGENT = f"antigravity/2.9.1 {platform.system().lower()}/{platform.machine().lower()}"
 CLIENT_METADATA = {"ideType": "IDE_UNSPECIFIED", "platform": "PLATFORM_UNSPECIFIED", "pluginType": "GEMINI"}
 ONBOARD_ATTEMPTS = 5
 
