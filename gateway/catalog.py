@@ -139,7 +139,7 @@ def info_from_listing(model_id: str, entry: dict[str, Any]) -> ModelInfo:
         always_thinks=vendor == ANTHROPIC and thinking and ("thinking" in model_id or "(Thinking)" in display),
         vendor=vendor,
         thinking_levels=_levels(model_id, display, vendor, thinking),
-        images=bool(entry.get("supportsImages", known.images if known else True)),
+        images=bool(entry.get("supportsImages", known.images if known else False)),  # proto3 omits false
     )
 
 
@@ -195,6 +195,13 @@ class Catalog:
     def search_models(self) -> tuple[str, ...]:
         return self._listing.search_models
 
+    def names(self, name: str, model: ModelInfo) -> bool:
+        """Whether ``name`` stands for ``model``: its id, a name resolving to it, or its line (``claude-opus``)."""
+        if name in (model.id, line_of(model)):
+            return True
+        resolved = _resolve(name, self._listing, self._aliases)
+        return resolved is not None and resolved.id == model.id
+
     def resolve(self, name: str, *, thinking: bool = False) -> ModelInfo:
         """Map a client's model name to an upstream model, or raise NotFound naming /v1/models.
 
@@ -237,6 +244,19 @@ def _tiered(name: str, models: dict[str, ModelInfo]) -> ModelInfo | None:
     if tier in LEVELS and base + TIERED in models:
         model = models[base + TIERED]
         return replace(model, tier=model.nearest_level(tier))
+    return None
+
+
+def line_of(model: ModelInfo) -> str | None:
+    """The model line (``claude-opus``, ``gemini-flash``, ``gemini-flash-lite``, ``gemini-pro``), if any."""
+    if model.vendor == ANTHROPIC:
+        claude = re.search(r"opus|sonnet|haiku", model.id)
+        return f"claude-{claude.group(0)}" if claude else None
+    if model.vendor == GOOGLE:
+        text = f"{model.id} {model.display_name}".lower()
+        for line in ("flash-lite", "flash lite", "flash", "pro"):
+            if line in text:
+                return "gemini-" + line.replace(" ", "-")
     return None
 
 

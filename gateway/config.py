@@ -28,13 +28,13 @@ ACP_ACCOUNTS_FILE = Path("~/.config/antigravity-proxy/accounts.json")
 
 
 ACCOUNT_STRATEGIES = {"sticky", "round-robin", "hybrid"}
-# antigravity-claude-proxy's fallback pairs (protocol notes, 7.2): each model's nearest peer in the other family.
+# Each model line's nearest peer in the other vendor's models, by line name so that no model id goes stale here:
+# a line name stands for every model of that line, and the target resolves to the line's best model today.
 DEFAULT_MODEL_FALLBACKS = {
-    "gemini-pro-agent": "claude-opus-4-6-thinking",
-    "gemini-3.1-pro-low": "claude-sonnet-4-6",
-    "gemini-3-flash-agent": "claude-sonnet-4-6",
-    "claude-opus-4-6-thinking": "gemini-pro-agent",
-    "claude-sonnet-4-6": "gemini-3-flash-agent",
+    "gemini-pro": "claude-opus",
+    "gemini-flash": "claude-sonnet",
+    "claude-opus": "gemini-pro",
+    "claude-sonnet": "gemini-flash",
 }
 
 

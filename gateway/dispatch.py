@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,17 +139,24 @@ class Dispatcher:
         client: CloudCodeClient,
         catalog: Catalog,
         signatures: SignatureRegistry,
+        *,
+        models_changed: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.client = client
         self.catalog = catalog
         self.signatures = signatures
+        # Called after the upstream said a model does not exist: True when the catalog was refreshed.
+        self.models_changed = models_changed
+        # Called before every model lookup, to keep the catalog on the upstream's listing.
+        self.before_resolve: Callable[[], None] = lambda: None
 
     def resolve_model(self, request: Request) -> ModelInfo:
+        self.before_resolve()
         return self.catalog.resolve(request.model, thinking=request.thinking is not None)
 
-    def events(self, request: Request, outcome: Outcome | None = None) -> Iterator[Event]:
+    def events(self, request: Request, outcome: Outcome | None = None, model: ModelInfo | None = None) -> Iterator[Event]:
         """The answer as canonical events. Raises GatewayError before the first event if nothing serves it.
 
         The generator does its retries on the first ``next()``: callers can look at the first event
@@ -158,10 +165,20 @@ class Dispatcher:
         """
         outcome = outcome or Outcome()
         outcome.requested = request.model
-        model = self.resolve_model(request)
+        model = model or self.resolve_model(request)
         resolve_remote_images(request, self.settings)
         try:
-            relay = yield from self._begin(request, model, outcome)
+            try:
+                relay = yield from self._begin(request, model, outcome)
+            except NotFound:
+                # Every account said the model does not exist: Google may have renamed it. Follow the new
+                # listing, and try again if the name now resolves to another model.
+                renamed = self._renamed(request, model)
+                if renamed is None:
+                    raise
+                log.warning("%s is gone upstream; %s now resolves to %s", model.id, request.model, renamed.id)
+                model = renamed
+                relay = yield from self._begin(request, model, outcome)
         except RateLimited:
             # Only raised before any content: _relay turns every failure into UpstreamError.
             fallback = self._fallback(request, model)
@@ -175,15 +192,28 @@ class Dispatcher:
         del request
         yield from relay
 
-    def _fallback(self, request: Request, model: ModelInfo) -> ModelInfo | None:
-        target = self.settings.model_fallbacks.get(model.id)
-        if target is None or target == model.id:
+    def _renamed(self, request: Request, model: ModelInfo) -> ModelInfo | None:
+        if not self.models_changed():
             return None
         try:
-            return self.catalog.resolve(target, thinking=request.thinking is not None)
+            renamed = self.catalog.resolve(request.model, thinking=request.thinking is not None)
         except NotFound:
-            log.warning("GATEWAY_MODEL_FALLBACK names %s, which is not a known model", target)
             return None
+        return renamed if renamed.id != model.id else None
+
+    def _fallback(self, request: Request, model: ModelInfo) -> ModelInfo | None:
+        """The GATEWAY_MODEL_FALLBACK pair for ``model``: a pair's names resolve as client names do, and a
+        line name (``claude-opus``, ``gemini-flash``) stands for every model of that line."""
+        for source, target in self.settings.model_fallbacks.items():
+            if not self.catalog.names(source, model):
+                continue
+            try:
+                fallback = self.catalog.resolve(target, thinking=request.thinking is not None)
+            except NotFound:
+                log.warning("GATEWAY_MODEL_FALLBACK names %s, which is not a model the upstream lists", target)
+                return None
+            return fallback if fallback.id != model.id else None
+        return None
 
     def _begin(self, request: Request, model: ModelInfo, outcome: Outcome) -> Generator[Event, None, Iterator[Event]]:
         """Attempts on ``model`` until one produces content; returns the relay of the rest of that answer.

@@ -51,11 +51,12 @@ def create_message() -> Response | tuple[Response, int]:
     g.access.model, g.access.stream = canonical.model, canonical.stream
     model = gateway.dispatcher.resolve_model(canonical)
     g.outcome = outcome = Outcome()
-    events = gateway.dispatcher.events(canonical, outcome)
+    events = gateway.dispatcher.events(canonical, outcome, model)
     if canonical.stream:
-        renderer = render.StreamRenderer(model.id)
+        events = prime(events)  # the attempts run here: the model that answers is known after it
+        renderer = render.StreamRenderer(outcome.model or model.id)
         response = sse_response(
-            prime(events),
+            events,
             renderer.feed,
             render.error_event,
             ping=render.PING,
@@ -63,7 +64,8 @@ def create_message() -> Response | tuple[Response, int]:
             abort=outcome.abort,
         )
     else:
-        response = jsonify(render.message_body(collect(model.id, events), model.id))
+        message = collect(model.id, events)
+        response = jsonify(render.message_body(message, outcome.model or model.id))
     response.headers.update(outcome.response_headers())
     return response
 

@@ -103,11 +103,12 @@ def chat_completions() -> Response:
     model = gateway.dispatcher.resolve_model(canonical)
     restore_thinking(canonical, gateway.signatures)
     g.outcome = outcome = Outcome()
-    events = replayable(gateway.dispatcher.events(canonical, outcome), gateway.signatures, model.signer)
+    events = replayable(gateway.dispatcher.events(canonical, outcome, model), gateway.signatures, model.signer)
     if canonical.stream:
-        renderer = render.StreamRenderer(model.id, include_usage=chat.include_usage)
+        events = prime(events)  # the attempts run here: the model that answers is known after it
+        renderer = render.StreamRenderer(outcome.model or model.id, include_usage=chat.include_usage)
         response = sse_response(
-            prime(events),
+            events,
             renderer.feed,
             render.error_event,
             ping=render.PING,
@@ -116,7 +117,8 @@ def chat_completions() -> Response:
             trailer=renderer.trailer,
         )
     else:
-        response = jsonify(render.completion_body(collect(model.id, events), model.id))
+        completion = collect(model.id, events)
+        response = jsonify(render.completion_body(completion, outcome.model or model.id))
     response.headers.update(outcome.response_headers())
     return response
 
