@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.api.openai import call_id, replayable, restore_thinking
+from gateway.translate.replay import call_id, replayable, restore_thinking
 from gateway.catalog import KNOWN_MODELS
 from gateway.core.events import Finish, SignatureDelta, TextDelta, ThinkingDelta, ToolCallEvent, Usage
 from gateway.core.request import Message, Request, Text, Thinking, ToolCall, ToolResult

@@ -1,39 +1,29 @@
 """The OpenAI Chat Completions API: POST /v1/chat/completions and GET /v1/models/<id>.
 
-OpenAI clients send back only standard fields: no thinking, no signatures (openai-mapping.md 3.7). So the
-gateway gives tool calls its own random ids and keeps, server-side under those ids, what a replay needs:
-a Gemini call's signature, and a Claude turn's signed thinking. The ids are unguessable, so one client's
-conversation can never pick up another's thinking.
+Chat clients send back only standard fields: tool calls get the gateway's own ids, under which it keeps what
+a replay needs (``translate/replay.py``).
 """
 
 from __future__ import annotations
 
-import secrets
-import string
-from collections.abc import Generator
-from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify
 from marshmallow import ValidationError
 
-from ..core.events import Event, SignatureDelta, ThinkingDelta, ToolCallEvent, collect
-from ..core.request import Request, Thinking, ToolCall
+from ..core.events import collect
 from ..dispatch import Outcome
 from ..errors import InvalidRequest
 from ..render import openai as render
 from ..runtime import current_gateway
 from ..schemas.common import first_error
 from ..schemas.openai import CHAT_COMPLETION_SCHEMA, ChatRequest
-from ..translate.signatures import SignatureRegistry
+from ..translate.replay import replayable, restore_thinking
 from .body import json_body
 from .ops import STARTED
 from .streaming import prime, sse_response
 
 bp = Blueprint("openai", __name__)
-
-_ID_ALPHABET = string.ascii_letters + string.digits
-
 
 def load(body: dict[str, Any]) -> ChatRequest:
     try:
@@ -49,49 +39,6 @@ def load(body: dict[str, Any]) -> ChatRequest:
 def _param(path: str) -> str:
     """marshmallow's ``tools.0.function`` in OpenAI's spelling, ``tools[0].function``."""
     return ".".join(f"[{piece}]" if piece.isdigit() else piece for piece in path.split(".")).replace(".[", "[")
-
-
-def call_id() -> str:
-    return "call_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
-
-
-def restore_thinking(request: Request, signatures: SignatureRegistry) -> None:
-    """Put back the signed thinking of earlier Claude turns, found by each turn's first tool-call id.
-
-    The translator sends each signature only to the family that made it, so this is safe for any target.
-    """
-    for message in request.messages:
-        if message.role != "assistant" or any(isinstance(part, Thinking) for part in message.parts):
-            continue
-        first = next((part for part in message.parts if isinstance(part, ToolCall)), None)
-        if first is not None:
-            message.parts[:0] = signatures.turn_thinking(first.id)
-
-
-def replayable(
-    events: Generator[Event, None, None], signatures: SignatureRegistry, signer: str | None
-) -> Generator[Event, None, None]:
-    """The events with tool calls renamed to ``call_`` ids, remembering what replays of this turn need."""
-    thinking: list[Thinking] = []
-    first_call = True
-    try:
-        for event in events:
-            if isinstance(event, ThinkingDelta):
-                if not thinking or thinking[-1].signature:
-                    thinking.append(Thinking(""))
-                thinking[-1].text += event.text
-            elif isinstance(event, SignatureDelta) and thinking:
-                thinking[-1].signature = event.signature
-            elif isinstance(event, ToolCallEvent):
-                event = replace(event, id=call_id())
-                if event.signature and signer is not None:
-                    signatures.remember_tool_call(event.id, event.signature, signer)
-                if first_call and signer == "claude":
-                    signatures.remember_turn_thinking(event.id, thinking)
-                first_call = False
-            yield event
-    finally:
-        events.close()
 
 
 @bp.post("/v1/chat/completions")
