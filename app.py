@@ -20,13 +20,12 @@ from werkzeug.exceptions import HTTPException  # noqa: E402
 
 from gateway import fastjson, logs  # noqa: E402
 from gateway.accounts.pool import AccountPool  # noqa: E402
-from gateway.api import anthropic, openai, ops  # noqa: E402
+from gateway.api import ops  # noqa: E402
 from gateway.api.body import too_large  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 from gateway.errors import GatewayError  # noqa: E402
+from gateway.families import REGISTRY  # noqa: E402
 from gateway.metrics import Metrics  # noqa: E402
-from gateway.render import anthropic as anthropic_render  # noqa: E402
-from gateway.render import openai as openai_render  # noqa: E402
 from gateway.runtime import Gateway  # noqa: E402
 from gateway.security import KeyChecker  # noqa: E402
 
@@ -36,22 +35,10 @@ _KINDS = {400: "invalid_request", 401: "authentication", 403: "permission", 404:
           405: "invalid_request", 413: "too_large", 415: "invalid_request", 429: "rate_limited"}
 
 
-def api_family(path: str) -> str:
-    if path.startswith("/v1/messages"):
-        return "anthropic"
-    if path.startswith("/v1/chat/completions") or path.startswith("/v1/models"):
-        return "openai"
-    return "ops"
-
-
 def error_response(error: GatewayError) -> tuple[Response, int, dict[str, str]]:
-    """Any error, in the API format of the path it happened on (OpenAI's shape outside /v1/messages)."""
-    if api_family(request.path) == "anthropic":
-        headers = {}
-        if error.retry_after is not None:
-            headers["retry-after"] = str(max(1, int(error.retry_after + 0.999)))
-        return jsonify(anthropic_render.error_body(error)), error.status, headers
-    return jsonify(openai_render.error_body(error)), openai_render.error_status(error), openai_render.error_headers(error)
+    """Any error, in the format of the API family the path belongs to (OpenAI's shape outside every API)."""
+    body, status, headers = REGISTRY.for_path(request.path).error_response(error)
+    return jsonify(body), status, headers
 
 
 def _is_loopback(host: str) -> bool:
@@ -79,16 +66,16 @@ def create_app(settings: Settings | None = None, *, pool: AccountPool | None = N
     app.extensions["gateway"].pool.on_rate_limit = lambda account, model: metrics.rate_limits.labels(
         account.label, model).inc()
     keys = KeyChecker(settings.api_keys, settings.admin_key)
-    app.register_blueprint(anthropic.bp)
-    app.register_blueprint(openai.bp)
+    REGISTRY.install(app)
     app.register_blueprint(ops.bp)
 
     @app.before_request
     def start_request() -> Response | None:
-        g.access = logs.AccessRecord(request.method, request.path, api_family(request.path))
+        family = REGISTRY.for_path(request.path)
+        g.access = logs.AccessRecord(request.method, request.path, family.name)
         if request.method == "OPTIONS" and settings.cors_origins:
             return Response(status=204)
-        keys.check(request.path, request.headers)
+        keys.check(request.path, request.headers, family.auth_headers)
         return None
 
     @app.after_request

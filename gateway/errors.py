@@ -11,7 +11,8 @@ from .redact import redact
 
 
 class GatewayError(Exception):
-    """Base class: ``kind`` is a neutral name the renderers map, ``status`` the HTTP status."""
+    """Base class: ``kind`` is a neutral name the renderers map, ``status`` the HTTP status, and ``code`` an
+    optional machine-readable reason that a client acts on (``previous_response_not_found``)."""
 
     kind = "internal"
     status = 500
@@ -23,12 +24,14 @@ class GatewayError(Exception):
         param: str | None = None,
         retry_after: float | None = None,
         status: int | None = None,
+        code: str | None = None,
     ) -> None:
         message = redact(message)
         super().__init__(message)
         self.message = message
         self.param = param
         self.retry_after = retry_after
+        self.code = code
         if status is not None:
             self.status = status
 

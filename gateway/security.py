@@ -20,15 +20,21 @@ def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8")).digest()
 
 
-def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The key a client sent: ``x-api-key`` (Anthropic style) or ``Authorization: Bearer`` (both SDKs)."""
-    key = headers.get("x-api-key")
-    if key:
-        return key.strip()
-    authorization = headers.get("Authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
+# Where clients put the key unless their API family says otherwise: ``x-api-key`` (Anthropic style) or
+# ``Authorization: Bearer`` (both SDKs).
+KEY_HEADERS = ("x-api-key", "authorization")
+
+
+def presented_key(headers: Mapping[str, str], names: Iterable[str] = KEY_HEADERS) -> str | None:
+    """The key a client sent in the first of the headers ``names`` it set (``authorization`` as a Bearer token)."""
+    for name in names:
+        value = headers.get(name, "")
+        if name.lower() == "authorization":
+            scheme, _, value = value.partition(" ")
+            if scheme.lower() != "bearer":
+                continue
+        if value.strip():
+            return value.strip()
     return None
 
 
@@ -52,11 +58,11 @@ class KeyChecker:
     def enforcing(self) -> bool:
         return bool(self.api_keys or self.admin_key)
 
-    def check(self, path: str, headers: Mapping[str, str]) -> None:
-        """Raise AuthenticationFailed unless the request may reach ``path``."""
+    def check(self, path: str, headers: Mapping[str, str], names: Iterable[str] = KEY_HEADERS) -> None:
+        """Raise AuthenticationFailed unless the request may reach ``path`` (with a key in one of ``names``)."""
         if path in PUBLIC_PATHS:
             return
-        presented = presented_key(headers)
+        presented = presented_key(headers, names)
         if path in ADMIN_PATHS and self.admin_key:
             if not key_matches(presented, [self.admin_key]):
                 raise AuthenticationFailed("this endpoint needs the admin key (GATEWAY_ADMIN_KEY)")

@@ -43,7 +43,16 @@ def message_id() -> str:
 
 
 def error_body(error: GatewayError) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": ERROR_TYPES.get(error.kind, "api_error"), "message": error.message}}
+    body: dict[str, Any] = {"type": ERROR_TYPES.get(error.kind, "api_error"), "message": error.message}
+    if error.code:
+        body["details"] = {"error_code": error.code}
+    return {"type": "error", "error": body}
+
+
+def error_headers(error: GatewayError) -> dict[str, str]:
+    if error.retry_after is None:
+        return {}
+    return {"retry-after": str(max(1, int(error.retry_after + 0.999)))}
 
 
 def usage_body(usage: Usage) -> dict[str, int]:
@@ -146,6 +155,12 @@ class StreamRenderer:
             )
             out.append(sse("message_stop", {"type": "message_stop"}))
         return out
+
+    def error(self, error: GatewayError) -> bytes:
+        return error_event(error)
+
+    def trailer(self) -> list[bytes]:
+        return []
 
     def _message_start(self) -> bytes:
         self._started = True

@@ -64,7 +64,7 @@ def completion_id() -> str:
 
 def error_body(error: GatewayError) -> dict[str, Any]:
     kind, code = ERRORS.get(error.kind, ("server_error", None))
-    return {"error": {"message": error.message, "type": kind, "param": error.param, "code": code}}
+    return {"error": {"message": error.message, "type": kind, "param": error.param, "code": error.code or code}}
 
 
 def error_status(error: GatewayError) -> int:
@@ -173,6 +173,9 @@ class StreamRenderer:
             if self.include_usage:
                 out.append(_data({**self._envelope, "choices": [], "usage": usage_body(event.usage)}))
         return out
+
+    def error(self, error: GatewayError) -> bytes:
+        return error_event(error)
 
     def trailer(self) -> list[bytes]:
         return [DONE]
