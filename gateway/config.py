@@ -152,6 +152,11 @@ class Settings:
     oauth_auth_url: str = GOOGLE_AUTH_URL
     oauth_userinfo_url: str = GOOGLE_USERINFO_URL
     oauth_redirect_port: int = OAUTH_REDIRECT_PORT
+    # Seals what clients carry for the gateway (Responses reasoning); None: a key kept with the shared state.
+    secret_key: str | None = field(default=None, repr=False)
+    # Stored Responses API responses (``store: true``): how long they are kept, and how much of them at most.
+    responses_ttl: float = 24 * 3600.0
+    responses_max_bytes: int = 256 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -192,4 +197,7 @@ class Settings:
             oauth_auth_url=env.get("GATEWAY_OAUTH_AUTH_URL") or GOOGLE_AUTH_URL,
             oauth_userinfo_url=env.get("GATEWAY_OAUTH_USERINFO_URL") or GOOGLE_USERINFO_URL,
             oauth_redirect_port=_int(env, "GATEWAY_OAUTH_REDIRECT_PORT", OAUTH_REDIRECT_PORT),
+            secret_key=env.get("GATEWAY_SECRET_KEY") or None,
+            responses_ttl=_float(env, "GATEWAY_RESPONSES_TTL_SECONDS", 24 * 3600.0),
+            responses_max_bytes=int(_float(env, "GATEWAY_RESPONSES_MAX_MB", 256) * 1024 * 1024),
         )

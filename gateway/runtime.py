@@ -13,6 +13,8 @@ from .accounts.pool import AccountPool
 from .catalog import Catalog
 from .config import Settings
 from .dispatch import Dispatcher
+from .sealed import server_sealer
+from .state.responses import response_store
 from .translate.signatures import SignatureRegistry
 from .upstream.client import CloudCodeClient
 
@@ -32,6 +34,10 @@ class Gateway:
         self.client = CloudCodeClient(settings)
         self.catalog = Catalog(settings.model_aliases)
         self.signatures = SignatureRegistry(settings.shared_state_dir)
+        # The Responses API's stored responses, and the key that seals what its clients carry back.
+        self.responses = response_store(settings.shared_state_dir, ttl=settings.responses_ttl,
+                                        max_bytes=settings.responses_max_bytes)
+        self.sealer = server_sealer(settings.secret_key, settings.shared_state_dir)
         self.dispatcher = Dispatcher(settings, self.pool, self.client, self.catalog, self.signatures,
                                      models_changed=self.model_missing)
         self._listing_at = 0.0

@@ -1,0 +1,111 @@
+"""What the Responses API keeps between turns, without sockets: the response store and the sealer."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway import sealed, sharedcache
+from gateway.sealed import Sealer, derive_key, server_sealer, shared_key
+from gateway.state import responses as state
+from gateway.state.responses import LocalResponses, SharedResponses, response_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=["local", "shared"])
+def store(request, tmp_path):  # noqa: ANN001, ANN201
+    if request.param == "local":
+        return LocalResponses(ttl=60, max_bytes=10_000)
+    return SharedResponses(tmp_path, ttl=60, max_bytes=10_000)
+
+
+def test_put_get_delete(store) -> None:
+    record = {"owner": "o", "response": {"id": "resp_1", "output": []}, "context": [{"type": "message"}]}
+    store.put("resp_1", record)
+    assert store.get("resp_1") == record
+    assert store.get("resp_2") is None
+    assert store.delete("resp_1") is True
+    assert store.delete("resp_1") is False
+    assert store.get("resp_1") is None
+
+
+def test_records_expire(store, monkeypatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(state.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(sharedcache.time, "time", lambda: now[0])
+    store.put("resp_1", {"n": 1})
+    now[0] += 59
+    assert store.get("resp_1") == {"n": 1}
+    now[0] += 2
+    assert store.get("resp_1") is None
+
+
+def test_the_store_is_bounded_in_bytes_oldest_first(store, monkeypatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(state.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(sharedcache.time, "time", lambda: now[0])
+    for n in range(40):  # 40 records of about 1 KB in a 10 KB store
+        now[0] += 1
+        store.put(f"resp_{n}", {"text": "x" * 1000})
+    kept = [n for n in range(40) if store.get(f"resp_{n}") is not None]
+    assert kept[-1] == 39 and 5 <= len(kept) <= 9 + state.PRUNE_EVERY  # the shared file prunes every few writes
+    assert kept == list(range(kept[0], 40))
+
+
+def test_workers_share_the_sqlite_store(tmp_path) -> None:
+    writer = ("import sys; from pathlib import Path; from gateway.state.responses import SharedResponses;"
+              "SharedResponses(Path(sys.argv[1]), ttl=60, max_bytes=10**6).put('resp_1', {'owner': 'o'})")
+    subprocess.run([sys.executable, "-c", writer, str(tmp_path)], cwd=ROOT, check=True)
+    assert response_store(tmp_path, ttl=60, max_bytes=10**6).get("resp_1") == {"owner": "o"}
+    assert isinstance(response_store(None, ttl=60, max_bytes=10**6), LocalResponses)
+
+
+# -- sealing ----------------------------------------------------------------------------------------
+
+
+def test_sealed_values_open_only_with_their_key_and_purpose() -> None:
+    sealer = Sealer(derive_key("one"))
+    blob = sealer.seal({"t": "thinking", "s": "sig"}, "reasoning")
+    assert "thinking" not in blob and base64.urlsafe_b64decode(blob + "==")[:1] == sealed.VERSION
+    assert sealer.unseal(blob, "reasoning") == {"t": "thinking", "s": "sig"}
+    assert sealer.unseal(blob, "compaction") is None
+    assert Sealer(derive_key("two")).unseal(blob, "reasoning") is None
+    assert sealer.seal("same", "p") != sealer.seal("same", "p")  # a fresh nonce each time
+
+
+@pytest.mark.parametrize("forged", ["", "x", "!!!!", None, 42, "AQ", "A" * 80])
+def test_anything_not_sealed_opens_to_nothing(forged) -> None:
+    assert Sealer(derive_key("k")).unseal(forged, "reasoning") is None
+
+
+def test_a_changed_byte_fails_to_open() -> None:
+    sealer = Sealer(derive_key("k"))
+    raw = bytearray(base64.urlsafe_b64decode(sealer.seal({"a": 1}, "p") + "=="))
+    for position in (1, 14, len(raw) - 1):
+        changed = bytearray(raw)
+        changed[position] ^= 1
+        assert sealer.unseal(base64.urlsafe_b64encode(bytes(changed)).decode(), "p") is None
+
+
+def test_the_shared_key_is_made_once_and_found_by_every_process(tmp_path) -> None:
+    maker = ("import sys; from pathlib import Path; from gateway.sealed import shared_key;"
+             "print(shared_key(Path(sys.argv[1])).hex())")
+    keys = {subprocess.run([sys.executable, "-c", maker, str(tmp_path / "state")], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.strip() for _ in range(3)}
+    assert keys == {shared_key(tmp_path / "state").hex()}
+    path = tmp_path / "state" / sealed.KEY_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in path.parent.iterdir()] == [sealed.KEY_FILE]  # no temporary file left behind
+
+
+def test_the_server_key_comes_from_the_secret_then_the_shared_state(tmp_path) -> None:
+    blob = server_sealer("secret", None).seal(1, "p")
+    assert server_sealer("secret", tmp_path).unseal(blob, "p") == 1
+    kept = server_sealer(None, tmp_path).seal(2, "p")
+    assert server_sealer(None, tmp_path).unseal(kept, "p") == 2  # after a restart, in another worker
+    assert server_sealer(None, None).unseal(kept, "p") is None
