@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import create_app
+from gateway.families import REGISTRY
 from tests.conftest import REFRESH_TOKEN, gateway_settings, write_accounts
 from tests.fake_cloudcode import FakeCloudCode
 
@@ -88,6 +89,46 @@ openai_body = st.fixed_dictionaries(
     },
 )
 
+responses_item = st.one_of(
+    openai_message,
+    st.fixed_dictionaries({"type": st.sampled_from(["message", "reasoning", "function_call", "function_call_output",
+                                                    "custom_tool_call", "custom_tool_call_output", "local_shell_call",
+                                                    "item_reference", "compaction", "web_search_call"])}, optional={
+        "role": maybe(st.sampled_from(["user", "assistant", "developer"])),
+        "content": st.one_of(st.text(max_size=10), st.lists(st.one_of(
+            st.fixed_dictionaries({"type": st.sampled_from(["input_text", "output_text"]), "text": maybe(st.text(max_size=5))}),
+            st.fixed_dictionaries({"type": st.just("input_image"), "image_url": maybe(st.sampled_from(
+                ["data:image/png;base64,aGVsbG8=", "data:bad", "ftp://x"]))}), json_values), max_size=2), json_values),
+        "call_id": maybe(st.just("call_1")), "name": maybe(st.just("f")),
+        "arguments": maybe(st.sampled_from(['{"a":1}', "nope"])), "input": json_values,
+        "output": st.one_of(st.text(max_size=5), json_values), "encrypted_content": json_values,
+        "action": json_values, "id": json_values}),
+    json_values)
+responses_body = st.fixed_dictionaries(
+    {"model": maybe(st.sampled_from(MODELS)), "input": st.one_of(st.text(max_size=20), st.lists(responses_item, max_size=4),
+                                                                 json_values)},
+    optional={
+        "instructions": maybe(st.text(max_size=10)),
+        "tools": maybe(st.lists(st.one_of(
+            st.fixed_dictionaries({"type": st.sampled_from(["function", "custom", "local_shell", "namespace",
+                                                            "web_search", "file_search"]),
+                                   "name": maybe(st.just("f")), "tools": json_values, "format": json_values,
+                                   "parameters": maybe(st.just({"type": "object", "properties": {"a": {"type": "string"}}}))}),
+            json_values), max_size=2)),
+        "tool_choice": st.one_of(st.sampled_from(["none", "auto", "required"]), json_values),
+        "text": maybe(st.fixed_dictionaries({"format": maybe(st.fixed_dictionaries({"type": st.sampled_from(
+            ["text", "json_object", "json_schema"]), "schema": json_values}))})),
+        "reasoning": maybe(st.fixed_dictionaries({"effort": maybe(st.sampled_from(["low", "high", "ultra"])),
+                                                  "summary": maybe(st.sampled_from(["auto", "never"]))})),
+        "include": maybe(st.lists(st.sampled_from(["reasoning.encrypted_content", "x"]), max_size=2)),
+        "previous_response_id": maybe(st.just("resp_nope")),
+        "store": maybe(st.booleans()),
+        "stream": maybe(st.booleans()),
+        "max_output_tokens": maybe(st.integers(-5, 200000)),
+        "parallel_tool_calls": maybe(st.booleans()),
+    },
+)
+
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
@@ -113,7 +154,9 @@ def _check(response, family: str) -> None:
         assert data.startswith(("event: ", "data: ", ":"))
     else:
         body = json.loads(data)
-        assert body.get("type") == "message" if family == "anthropic" else body.get("object") == "chat.completion"
+        expected = {"anthropic": ("type", "message"), "openai": ("object", "chat.completion"),
+                    "responses": ("object", "response")}[family]
+        assert body.get(expected[0]) == expected[1]
 
 
 FUZZ = settings(max_examples=1200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
@@ -131,9 +174,15 @@ def test_openai_family_never_5xx(app, body) -> None:
     _check(app.test_client().post("/v1/chat/completions", json=body), "openai")
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(body=st.one_of(responses_body, json_values))
+def test_responses_family_never_5xx(app, body) -> None:
+    _check(app.test_client().post("/v1/responses", json=body), "responses")
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(raw=st.binary(max_size=200), path=st.sampled_from(["/v1/messages", "/v1/chat/completions",
-                                                          "/v1/messages/count_tokens"]))
+                                                          "/v1/messages/count_tokens", "/v1/responses"]))
 def test_raw_bytes_never_5xx(app, raw, path) -> None:
     response = app.test_client().post(path, data=raw, content_type="application/json")
-    _check(response, "anthropic" if path.startswith("/v1/messages") else "openai")
+    _check(response, REGISTRY.for_path(path).name)

@@ -61,7 +61,7 @@ def _string(value: Any, path: str) -> str:
 # -- content parts ----------------------------------------------------------------------------------
 
 
-def _data_url(url: str, path: str) -> Image:
+def data_url(url: str, path: str) -> Image:
     """``data:<mime>;base64,<data>`` -> an inline image (or other media, as documents are)."""
     match = _DATA_URL.fullmatch(url)
     if match is None or ";base64" not in match["params"]:
@@ -80,7 +80,7 @@ def _image_url(part: dict[str, Any], path: str) -> Image:
         value, path = value.get("url"), f"{path}.url"
     url = _string(value, path)
     if url.startswith("data:"):
-        return _data_url(url, path)
+        return data_url(url, path)
     if url.startswith(("http://", "https://")):
         return Image(url=url)  # fetched by the dispatcher (gateway/media.py)
     raise Invalid(path, "must be an http(s) URL or a base64 data URL")
@@ -92,7 +92,7 @@ def _input_audio(part: dict[str, Any], path: str) -> Image:
     if not isinstance(kind, str) or kind not in AUDIO_TYPES:
         raise Invalid(f"{path}.input_audio.format", "must be 'wav' or 'mp3'")
     data = _string(audio.get("data"), f"{path}.input_audio.data")
-    return _data_url(f"data:{AUDIO_TYPES[kind]};base64,{data}", f"{path}.input_audio.data")
+    return data_url(f"data:{AUDIO_TYPES[kind]};base64,{data}", f"{path}.input_audio.data")
 
 
 def _file(part: dict[str, Any], path: str) -> Image:
@@ -103,7 +103,7 @@ def _file(part: dict[str, Any], path: str) -> Image:
     if not data.startswith("data:"):
         filename = file.get("filename") if isinstance(file.get("filename"), str) else ""
         data = f"data:{mimetypes.guess_type(filename)[0] or 'application/pdf'};base64,{data}"
-    return _data_url(data, f"{path}.file.file_data")
+    return data_url(data, f"{path}.file.file_data")
 
 
 def _part(part: Any, path: str) -> Part | None:
@@ -152,7 +152,7 @@ def _call_id(value: Any, path: str) -> tuple[str, str | None]:
     return (base, signature) if mark and base else (call_id, None)
 
 
-def _arguments(value: Any, path: str) -> dict[str, Any]:
+def parse_arguments(value: Any, path: str) -> dict[str, Any]:
     """The JSON-string arguments; text that does not parse is kept as ``params`` rather than lost."""
     if isinstance(value, dict):
         return value
@@ -176,7 +176,7 @@ def _tool_call(raw: Any, path: str) -> ToolCall:
     return ToolCall(
         id=call_id,
         name=_string(function.get("name"), f"{path}.function.name"),
-        arguments=_arguments(function.get("arguments"), f"{path}.function.arguments"),
+        arguments=parse_arguments(function.get("arguments"), f"{path}.function.arguments"),
         signature=signature,
     )
 
@@ -187,7 +187,7 @@ def _function_call(raw: Any, path: str, index: int) -> ToolCall:
     return ToolCall(
         id=f"call_legacy_{index}",
         name=_string(raw.get("name"), f"{path}.name"),
-        arguments=_arguments(raw.get("arguments"), f"{path}.arguments"),
+        arguments=parse_arguments(raw.get("arguments"), f"{path}.arguments"),
     )
 
 
@@ -250,7 +250,7 @@ class _History:
             self.tool_result(pending.pop(0) if pending else f"call_legacy_{index}", name, content, content_path)
 
 
-def _answer_every_call(messages: list[Message]) -> list[Message]:
+def answer_every_call(messages: list[Message]) -> list[Message]:
     """Follow every call turn with exactly its results, in call order (both upstream families insist)."""
     answered: list[Message] = []
     calls: list[ToolCall] = []
@@ -287,7 +287,7 @@ def _messages(value: list[Any]) -> tuple[list[Message], list[str]]:
             raise Invalid("messages", "must contain at least one message")
         # A lone system prompt is still a question (CPA sends it as the user turn).
         return [Message(role="user", parts=[Text(text) for text in history.system])], []
-    return _answer_every_call(messages), history.system
+    return answer_every_call(messages), history.system
 
 
 # -- tools and options ------------------------------------------------------------------------------

@@ -1,0 +1,61 @@
+"""The Responses API under gunicorn: a Claude thinking tool loop whose turns reach different gevent workers."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from tests.fake_cloudcode import Reply
+from tests.test_gunicorn import free_port, start_gunicorn, upstream_env, wait_healthy
+from tests.test_responses_api import ENCRYPTED, THINKING, WEATHER, history
+
+TURNS = 6
+
+
+@pytest.fixture
+def workers(fake, accounts_file) -> Iterator[str]:  # noqa: ANN001
+    """Two workers; gunicorn.conf.py gives them one shared-state directory, as in production."""
+    port = free_port()
+    env = upstream_env(fake, accounts_file)
+    env.pop("GATEWAY_SHARED_STATE_DIR", None)
+    env.pop("GATEWAY_SECRET_KEY", None)
+    process = start_gunicorn(env, f"127.0.0.1:{port}", "-w", "2", stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if not wait_healthy(url):
+            pytest.fail("gunicorn did not start: " + process.stderr.read1(4000).decode())
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def client(url: str) -> openai.OpenAI:
+    """A new client per turn: a new connection, which either worker may accept."""
+    return openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0)
+
+
+@pytest.mark.parametrize("mode", ["sealed reasoning", "previous_response_id"])
+def test_claude_thinking_loop_on_any_worker(workers, fake, mode) -> None:  # noqa: ANN001
+    ask = dict(model=THINKING, tools=[WEATHER], reasoning={"effort": "low", "summary": "auto"})
+    if mode == "sealed reasoning":
+        ask.update(store=False, include=ENCRYPTED)
+    for n in range(TURNS):
+        fake.enqueue(Reply(thinking=f"Call the tool, turn {n}.", tool_calls=[("get_weather", {"city": "Oslo"})]),
+                     Reply(thinking="Done.", text="Snow."))
+        question = {"role": "user", "content": f"Weather in Oslo? ({n})"}
+        with client(workers) as first_client, first_client.responses.stream(input=[question], **ask) as stream:
+            first = stream.get_final_response()
+        call = next(item for item in first.output if item.type == "function_call")
+        output = {"type": "function_call_output", "call_id": call.call_id, "output": "snow"}
+        with client(workers) as second_client:
+            if mode == "sealed reasoning":
+                second = second_client.responses.create(input=[question, *history(first, output)], **ask)
+            else:
+                second = second_client.responses.create(input=[output], previous_response_id=first.id, **ask)
+        assert second.output_text == "Snow."
+        parts = fake.generate_requests()[-1].body["request"]["contents"][1]["parts"]
+        assert parts[0].get("thought") is True and parts[0]["text"] == f"Call the tool, turn {n}.", parts
