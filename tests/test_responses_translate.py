@@ -6,8 +6,8 @@ import pytest
 
 from gateway.core.events import Finish, SignatureDelta, TextDelta, ThinkingDelta, ToolCallEvent, Usage, collect
 from gateway.core.request import Message, Text, Thinking, ToolCall, ToolResult
-from gateway.errors import UpstreamError
-from gateway.render.responses import ResponseBuilder, events_of
+from gateway.errors import InvalidRequest, RateLimited, UpstreamError
+from gateway.render.responses import ResponseBuilder, events_of, failure
 from gateway.schemas.common import Invalid
 from gateway.schemas.responses import RESPONSES_SCHEMA, Replayed, ToolSpec, conversation, normalize
 
@@ -105,6 +105,20 @@ def test_a_failure_is_error_then_response_failed() -> None:
     assert out[0]["error"]["message"] == out[0]["message"] == "the upstream connection broke"
     assert out[1]["response"]["error"] == {"code": "server_error", "message": "the upstream connection broke"}
     assert stored == []
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (RateLimited("rate limited on m", retry_after=11.2),
+     {"code": "rate_limit_exceeded", "message": "rate limited on m (try again in 11s)"}),
+    (InvalidRequest("prompt is too long: 250000 tokens > 200000 maximum"),
+     {"code": "context_length_exceeded", "message": "prompt is too long: 250000 tokens > 200000 maximum"}),
+    (InvalidRequest("Request contains an invalid argument."),
+     {"code": "invalid_prompt", "message": "Request contains an invalid argument."}),
+    (InvalidRequest("gone", code="previous_response_not_found"), {"code": "previous_response_not_found", "message": "gone"}),
+])
+def test_a_failed_response_says_what_codex_acts_on(error, expected) -> None:
+    """Codex retries rate limits after the delay it reads in the message, and gives up on a context too long."""
+    assert failure(error) == expected
 
 
 # -- input items ------------------------------------------------------------------------------------

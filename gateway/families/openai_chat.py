@@ -40,7 +40,7 @@ def load(body: dict[str, Any]) -> ChatRequest:
 
 
 def invalid_request(exc: ValidationError) -> InvalidRequest:
-    """marshmallow's complaint as OpenAI words it, with the ``param`` it points at."""
+    """marshmallow's complaint as OpenAI words it, with the ``param`` it points at (both OpenAI families)."""
     path, message = first_error(exc.messages)
     param = param_path(path)
     if message == "Missing data for required field.":

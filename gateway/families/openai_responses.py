@@ -30,18 +30,11 @@ from ..dispatch import Outcome
 from ..errors import InvalidRequest, NotFound
 from ..render import responses as render
 from ..runtime import current_gateway
-from ..schemas.responses import (
-    COMPACT_SCHEMA,
-    RESPONSES_SCHEMA,
-    Replayed,
-    ResponsesRequest,
-    conversation,
-    param_path,
-)
-from ..schemas.common import first_error
+from ..schemas.responses import COMPACT_SCHEMA, RESPONSES_SCHEMA, Replayed, ResponsesRequest, conversation
 from ..security import presented_key
 from ..translate.replay import replayable, restore_thinking
 from .handler import generate
+from .openai_chat import invalid_request
 from .registry import Call, Family, StreamRenderer
 
 if TYPE_CHECKING:
@@ -82,15 +75,6 @@ def load(schema: Schema, body: dict[str, Any]) -> ResponsesRequest:
         return schema.load(body)
     except ValidationError as exc:
         raise invalid_request(exc) from None
-
-
-def invalid_request(exc: ValidationError) -> InvalidRequest:
-    """A complaint about the body as OpenAI words it, with the ``param`` it points at."""
-    path, message = first_error(exc.messages)
-    param = param_path(path)
-    if message == "Missing data for required field.":
-        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
-    return InvalidRequest(f"{param}: {message}" if param else message, param=param or None)
 
 
 def owner() -> str:
@@ -234,7 +218,7 @@ class OpenAIResponses(Family):
 
 def echo(loaded: ResponsesRequest, response_id: str, model: str) -> dict[str, Any]:
     """The response object's fields that repeat the request (required by the SDK even in response.created)."""
-    fields = loaded.fields
+    fields = loaded.body
     reasoning = fields.get("reasoning") or {}
     return {
         "id": response_id,

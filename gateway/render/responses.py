@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -390,7 +389,3 @@ class StreamRenderer:
 
     def trailer(self) -> list[bytes]:
         return []
-
-
-def created_at() -> int:
-    return int(time.time())

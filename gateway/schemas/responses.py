@@ -91,7 +91,8 @@ class ResponsesRequest:
 
     request: Request
     items: list[dict[str, Any]]
-    fields: dict[str, Any]
+    # The validated top-level fields, as sent.
+    body: dict[str, Any]
     tools: dict[str, ToolSpec]
     instructions: str | None = None
     include: tuple[str, ...] = ()
@@ -100,11 +101,11 @@ class ResponsesRequest:
 
     @property
     def store(self) -> bool:
-        return self.fields.get("store") is not False
+        return self.body.get("store") is not False
 
     @property
     def previous_response_id(self) -> str | None:
-        return self.fields.get("previous_response_id")
+        return self.body.get("previous_response_id")
 
     @property
     def include_encrypted(self) -> bool:
@@ -113,11 +114,6 @@ class ResponsesRequest:
 
 def _string(value: Any, path: str) -> str:
     return expect(value, str, path, "a string")
-
-
-def param_path(path: str) -> str:
-    """marshmallow's ``tools.0.type`` in OpenAI's spelling, ``tools[0].type``."""
-    return ".".join(f"[{piece}]" if piece.isdigit() else piece for piece in path.split(".")).replace(".[", "[")
 
 
 # -- normalizing input items ---------------------------------------------------------------------------
@@ -514,7 +510,7 @@ class ResponsesSchema(Schema):
         return ResponsesRequest(
             request=request,
             items=normalize(data.get("input")),
-            fields=data,
+            body=data,
             tools=specs,
             instructions=instructions,
             include=tuple(data.get("include") or ()),
@@ -540,7 +536,7 @@ class CompactSchema(Schema):
         instructions = data.get("instructions")
         request = Request(model=data["model"], messages=[], system=[instructions] if instructions else [],
                           session_key=data.get("prompt_cache_key"))
-        return ResponsesRequest(request=request, items=normalize(data.get("input")), fields=data, tools={},
+        return ResponsesRequest(request=request, items=normalize(data.get("input")), body=data, tools={},
                                 instructions=instructions)
 
 
