@@ -59,3 +59,37 @@ def test_claude_thinking_loop_on_any_worker(workers, fake, mode) -> None:  # noq
         assert second.output_text == "Snow."
         parts = fake.generate_requests()[-1].body["request"]["contents"][1]["parts"]
         assert parts[0].get("thought") is True and parts[0]["text"] == f"Call the tool, turn {n}.", parts
+
+
+def test_sealed_reasoning_opens_after_a_restart(fake, accounts_file, tmp_path) -> None:  # noqa: ANN001
+    """The generated key is kept in the shared-state directory: a restarted gateway opens what it sealed before.
+    The signature memory is removed between the runs, so only the sealed reasoning can give the thinking back."""
+    state = tmp_path / "state"
+    env = {**upstream_env(fake, accounts_file), "GATEWAY_SHARED_STATE_DIR": str(state)}
+    env.pop("GATEWAY_SECRET_KEY", None)
+    ask = dict(model=THINKING, tools=[WEATHER], reasoning={"effort": "low"}, store=False, include=ENCRYPTED)
+    fake.enqueue(Reply(thinking="Before the restart.", tool_calls=[("get_weather", {"city": "Oslo"})]),
+                 Reply(thinking="Done.", text="Snow."))
+    question = {"role": "user", "content": "Weather in Oslo?"}
+    answers = []
+    for run in range(2):
+        port = free_port()
+        process = start_gunicorn(env, f"127.0.0.1:{port}", "-w", "1")
+        url = f"http://127.0.0.1:{port}"
+        try:
+            assert wait_healthy(url)
+            with client(url) as gateway:  # closed before gunicorn stops, which waits for open connections
+                if run == 0:
+                    answers.append(gateway.responses.create(input=[question], **ask))
+                else:
+                    call = next(item for item in answers[0].output if item.type == "function_call")
+                    output = {"type": "function_call_output", "call_id": call.call_id, "output": "snow"}
+                    answers.append(gateway.responses.create(input=[question, *history(answers[0], output)], **ask))
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+        for memory in state.glob("signatures.sqlite3*"):
+            memory.unlink()
+    assert answers[1].output_text == "Snow."
+    parts = fake.generate_requests()[-1].body["request"]["contents"][1]["parts"]
+    assert parts[0].get("thought") is True and parts[0]["text"] == "Before the restart.", parts
