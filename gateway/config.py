@@ -88,6 +88,15 @@ def _fallbacks(raw: str) -> dict[str, str]:
     return _aliases(raw, "GATEWAY_MODEL_FALLBACK")
 
 
+def _redis_url(raw: str) -> str | None:
+    url = raw.strip()
+    if not url:
+        return None
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("GATEWAY_REDIS_URL must start with redis://, rediss:// or unix://")
+    return url
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) -> str:
     value = (env.get(name) or default).lower()
     if value not in allowed:
@@ -115,6 +124,8 @@ class Settings:
     accounts_file: Path = field(default_factory=_default_accounts_file)
     # Where gunicorn's workers share what one learns (signature memory); None: each process keeps its own.
     shared_state_dir: Path | None = None
+    # Redis for the state several instances share; None: the embedded store (one machine).
+    redis_url: str | None = None
     cloudcode_urls: tuple[str, ...] = (DAILY_URL, PROD_URL)
     oauth_token_url: str = GOOGLE_TOKEN_URL
     oauth_client_id: str = ANTIGRAVITY_CLIENT_ID
@@ -168,6 +179,7 @@ class Settings:
             port=_int(env, "PORT", 8080),
             accounts_file=Path(accounts).expanduser() if accounts else _default_accounts_file(),
             shared_state_dir=Path(shared).expanduser() if (shared := env.get("GATEWAY_SHARED_STATE_DIR")) else None,
+            redis_url=_redis_url(env.get("GATEWAY_REDIS_URL", "")),
             cloudcode_urls=urls or (DAILY_URL, PROD_URL),
             oauth_token_url=env.get("GATEWAY_OAUTH_TOKEN_URL") or GOOGLE_TOKEN_URL,
             oauth_client_id=env.get("GATEWAY_OAUTH_CLIENT_ID") or ANTIGRAVITY_CLIENT_ID,

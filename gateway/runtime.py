@@ -13,6 +13,7 @@ from .accounts.pool import AccountPool
 from .catalog import Catalog
 from .config import Settings
 from .dispatch import Dispatcher
+from .state import open_store
 from .translate.signatures import SignatureRegistry
 from .upstream.client import CloudCodeClient
 
@@ -31,7 +32,8 @@ class Gateway:
         self.pool = pool if pool is not None else AccountPool.from_file(settings)
         self.client = CloudCodeClient(settings)
         self.catalog = Catalog(settings.model_aliases)
-        self.signatures = SignatureRegistry(settings.shared_state_dir)
+        self.state = open_store(settings.redis_url, settings.shared_state_dir)
+        self.signatures = SignatureRegistry(self.state)
         self.dispatcher = Dispatcher(settings, self.pool, self.client, self.catalog, self.signatures,
                                      models_changed=self.model_missing)
         self._listing_at = 0.0

@@ -13,15 +13,10 @@ import anthropic
 import pytest
 import requests
 
+from tests.conftest import free_port
 from tests.fake_cloudcode import Reply
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def upstream_env(fake, accounts_file) -> dict[str, str]:  # noqa: ANN001
