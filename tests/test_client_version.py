@@ -1,0 +1,231 @@
+"""The Antigravity version the gateway reports: its policy, on a fake clock."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+
+from gateway.upstream import version as version_module
+from gateway.upstream.version import (
+    FLOOR,
+    REFRESH_INTERVAL,
+    REFUSAL_INTERVAL,
+    RETRY_INTERVAL,
+    ClientVersion,
+    SharedStore,
+    manifest_version,
+)
+from tests.fake_cloudcode import FakeCloudCode
+
+REFUSED = "refuses client version"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Manifest:
+    """A fetch function: the manifest's version, or the failure it raises; counts its reads."""
+
+    def __init__(self, version: str = "2.11.3") -> None:
+        self.version = version
+        self.failure: Exception | None = None
+        self.reads = 0
+
+    def __call__(self) -> str:
+        self.reads += 1
+        if self.failure is not None:
+            raise self.failure
+        return self.version
+
+
+class Spawned(list):
+    """A spawn function that keeps the work instead of running it, so a test decides when it runs."""
+
+    def __call__(self, work: Callable[[], None]) -> None:
+        self.append(work)
+
+    def run(self) -> None:
+        while self:
+            self.pop(0)()
+
+
+def policy(manifest: Manifest, **options) -> tuple[ClientVersion, Clock, Spawned]:
+    clock, spawned = Clock(), Spawned()
+    return ClientVersion(manifest, clock=clock, spawn=spawned, **options), clock, spawned
+
+
+# -- the policy ------------------------------------------------------------------------------------
+
+
+def test_the_floor_until_the_background_read_then_the_manifests_version() -> None:
+    manifest = Manifest("2.11.3")
+    version, _, spawned = policy(manifest)
+    version.start()
+    assert version.current() == FLOOR and manifest.reads == 0  # start() did not wait for the read
+    assert len(spawned) == 1  # and asking again did not start a second one
+    spawned.run()
+    assert version.current() == "2.11.3" and manifest.reads == 1
+
+
+def test_never_below_the_floor() -> None:
+    version, _, spawned = policy(Manifest("2.5.0"))
+    version.start()
+    spawned.run()
+    assert version.current() == FLOOR
+
+
+def test_a_pin_is_reported_as_is_and_nothing_is_read(caplog) -> None:
+    manifest = Manifest("2.11.3")
+    version, _, spawned = policy(manifest, pinned="2.10.0")
+    version.start()
+    version.refresh()
+    assert version.current() == "2.10.0"
+    assert version.after_refusal("2.10.0") is None and version.after_refusal("2.10.0") is None
+    assert manifest.reads == 0 and not spawned
+    assert caplog.text.count(REFUSED) == 1 and "GATEWAY_CLIENT_VERSION pins" in caplog.text
+
+
+def test_without_start_only_a_refusal_reads_the_manifest() -> None:
+    manifest = Manifest("3.0.2")
+    version, clock, spawned = policy(manifest)
+    clock.now += 10 * REFRESH_INTERVAL
+    assert version.current() == FLOOR and not spawned
+    assert version.after_refusal(FLOOR) == "3.0.2" and manifest.reads == 1
+
+
+def test_read_again_after_the_refresh_interval() -> None:
+    manifest = Manifest("2.11.3")
+    version, clock, spawned = policy(manifest)
+    version.start()
+    spawned.run()
+    manifest.version = "2.12.0"
+    clock.now += REFRESH_INTERVAL - 1
+    assert version.current() == "2.11.3" and not spawned
+    clock.now += 1
+    assert version.current() == "2.11.3"  # the read runs in the background; this request does not wait
+    version.current()
+    assert len(spawned) == 1
+    spawned.run()
+    assert version.current() == "2.12.0" and manifest.reads == 2
+
+
+def test_a_failed_read_keeps_the_last_good_version_and_is_retried_later(caplog) -> None:
+    manifest = Manifest("2.11.3")
+    version, clock, spawned = policy(manifest)
+    version.start()
+    spawned.run()
+    manifest.failure = requests.ConnectionError("no route")
+    clock.now += REFRESH_INTERVAL
+    version.current()
+    spawned.run()
+    assert version.current() == "2.11.3" and manifest.reads == 2
+    assert "could not read the Antigravity version" in caplog.text and "reporting 2.11.3" in caplog.text
+    clock.now += RETRY_INTERVAL - 1
+    version.current()
+    assert not spawned
+    manifest.failure = None
+    manifest.version = "2.12.0"
+    clock.now += 1
+    version.current()
+    spawned.run()
+    assert version.current() == "2.12.0" and manifest.reads == 3
+
+
+@pytest.mark.parametrize("answer", ["latest", "", "2.11.3; rm -rf /"])
+def test_a_manifest_version_that_is_not_a_version_counts_as_a_failed_read(answer: str) -> None:
+    version, _, spawned = policy(Manifest(answer))
+    version.start()
+    spawned.run()
+    assert version.current() == FLOOR
+
+
+def test_manifest_version_reads_the_top_level_key_only() -> None:
+    text = ("files:\n  - url: Antigravity-9.9.9-arm64-mac.zip\n    version: 9.9.9\n"
+            "version: '2.11.3'  # the release\npath: Antigravity-2.11.3-arm64-mac.zip\n")
+    assert manifest_version(text) == "2.11.3"
+    with pytest.raises(ValueError, match="no version"):
+        manifest_version("files:\n  version: 1.2.3\n")
+    with pytest.raises(ValueError, match="not a version"):
+        manifest_version("version: soon\n")
+
+
+def test_a_refusal_reads_the_manifest_at_once_and_offers_its_newer_version() -> None:
+    manifest = Manifest("2.11.3")
+    version, _, spawned = policy(manifest)
+    version.start()
+    spawned.run()
+    manifest.version = "3.0.2"
+    assert version.after_refusal("2.11.3") == "3.0.2"
+    assert version.current() == "3.0.2" and manifest.reads == 2
+    # A request still in flight with the old version learns the new one without another read.
+    assert version.after_refusal("2.11.3") == "3.0.2" and manifest.reads == 2
+
+
+def test_a_refusal_with_nothing_newer_is_logged_once_and_reads_at_most_every_interval(caplog) -> None:
+    manifest = Manifest("2.11.3")
+    version, clock, spawned = policy(manifest, source="http://updater/latest.yml")
+    version.start()
+    spawned.run()
+    for _ in range(3):
+        assert version.after_refusal("2.11.3") is None
+        clock.now += 1
+    assert manifest.reads == 2
+    [record] = [r for r in caplog.records if REFUSED in r.getMessage()]
+    assert record.levelno == logging.ERROR and "http://updater/latest.yml" in record.getMessage()
+    clock.now += REFUSAL_INTERVAL
+    assert version.after_refusal("2.11.3") is None
+    assert manifest.reads == 3 and caplog.text.count(REFUSED) == 1
+
+
+def test_concurrent_refusals_wait_for_one_read() -> None:
+    reading, release = threading.Event(), threading.Event()
+    reads = []
+
+    def slow_manifest() -> str:
+        reads.append(1)
+        reading.set()
+        assert release.wait(5)
+        return "3.0.2"
+
+    version = ClientVersion(slow_manifest, clock=Clock(), spawn=Spawned())
+    answers: list[str | None] = []
+    threads = [threading.Thread(target=lambda: answers.append(version.after_refusal(FLOOR))) for _ in range(4)]
+    threads[0].start()
+    assert reading.wait(5)
+    for thread in threads[1:]:
+        thread.start()
+    threads[1].join(0.05)  # time for the others to reach the read in flight; they must wait for it
+    assert threads[1].is_alive() and not answers
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert answers == ["3.0.2"] * 4 and len(reads) == 1
+
+
+def test_workers_share_what_one_of_them_read(tmp_path: Path) -> None:
+    first_manifest, second_manifest = Manifest("2.11.3"), Manifest("2.11.3")
+    clock = Clock()
+    first = ClientVersion(first_manifest, store=SharedStore(tmp_path), clock=clock, spawn=Spawned())
+    second = ClientVersion(second_manifest, store=SharedStore(tmp_path), clock=clock, spawn=Spawned())
+    first.refresh()
+    second.refresh()
+    assert second.current() == "2.11.3" and second_manifest.reads == 0
+    # One worker's refusal teaches the other the new version: its own refusal then needs no read.
+    first_manifest.version = second_manifest.version = "3.0.2"
+    assert first.after_refusal("2.11.3") == "3.0.2"
+    assert second.after_refusal("2.11.3") == "3.0.2" and second_manifest.reads == 0
+
+
+def test_fetch_manifest_version_reads_the_fakes_manifest(fake: FakeCloudCode) -> None:
+    fake.manifest_version = "2.12.7"
+    assert version_module.fetch_manifest_version(f"{fake.base_url}/manifest/latest-arm64-mac.yml") == "2.12.7"
