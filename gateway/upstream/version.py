@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import requests
 
@@ -100,15 +100,15 @@ class SharedStore:
     KEY = "antigravity"
 
     def __init__(self, directory: Path) -> None:
-        self._cache: SharedTTLCache[Learned] = SharedTTLCache(
-            directory / "client-version.sqlite3", "client_version", max_items=1, ttl=STORE_TTL,
-            decode=lambda value: Learned(*value))
+        self._cache: SharedTTLCache[list[Any]] = SharedTTLCache(
+            directory / "client-version.sqlite3", "client_version", max_items=1, ttl=STORE_TTL)
 
     def get(self) -> Learned | None:
-        return self._cache.get(self.KEY)
+        value = self._cache.get(self.KEY)
+        return Learned(*value) if value else None
 
     def put(self, learned: Learned) -> None:
-        self._cache.put(self.KEY, [learned.version, learned.checked])  # type: ignore[arg-type]
+        self._cache.put(self.KEY, [learned.version, learned.checked])
 
 
 def in_background(work: Callable[[], None]) -> None:
