@@ -14,6 +14,8 @@ from .config import Settings
 from .dispatch import Dispatcher
 from .translate.signatures import SignatureRegistry
 from .upstream.client import CloudCodeClient
+from .upstream.errors import ClientVersionRefused
+from .upstream.version import ClientVersion
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,9 @@ class Gateway:
         self.settings = settings
         # An unusable accounts file still starts the gateway: /health and requests say what is wrong.
         self.pool = pool if pool is not None else AccountPool.from_file(settings)
-        self.client = CloudCodeClient(settings)
+        self.version = ClientVersion.from_settings(settings)
+        self.version.start()
+        self.client = CloudCodeClient(settings, self.version)
         self.catalog = Catalog(settings.model_aliases)
         self.signatures = SignatureRegistry(settings.shared_state_dir)
         self.dispatcher = Dispatcher(settings, self.pool, self.client, self.catalog, self.signatures)
@@ -48,6 +52,8 @@ class Gateway:
                     listing = self.client.fetch_available_models(account)
                     self.catalog.update_from_listing(listing)
                     self.pool.record_quotas(account, listing)
+                    return
+                except ClientVersionRefused:  # every account would hear the same (logged where it was learned)
                     return
                 except Exception as exc:  # noqa: BLE001 - a failed listing must not fail /v1/models
                     log.warning("model listing via %s failed: %s", account.label, type(exc).__name__)

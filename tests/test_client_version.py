@@ -1,17 +1,22 @@
-"""The Antigravity version the gateway reports: its policy, on a fake clock."""
+"""The Antigravity version the gateway reports: its policy on a fake clock, then the gateway against the fake's
+version gate (raised while it runs) and its copy of the updater's manifest."""
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import anthropic
 import pytest
 import requests
 
 from gateway.upstream import version as version_module
 from gateway.upstream.version import (
+    FETCH_TIMEOUT,
     FLOOR,
     REFRESH_INTERVAL,
     REFUSAL_INTERVAL,
@@ -20,8 +25,10 @@ from gateway.upstream.version import (
     SharedStore,
     manifest_version,
 )
-from tests.fake_cloudcode import FakeCloudCode
+from tests.conftest import REFRESH_TOKEN, GatewayServer, gateway_settings, serve, write_accounts
+from tests.fake_cloudcode import FakeCloudCode, client_version
 
+ASK = dict(model="claude-sonnet-4-6", max_tokens=50, messages=[{"role": "user", "content": "hi"}])
 REFUSED = "refuses client version"
 
 
@@ -229,3 +236,151 @@ def test_workers_share_what_one_of_them_read(tmp_path: Path) -> None:
 def test_fetch_manifest_version_reads_the_fakes_manifest(fake: FakeCloudCode) -> None:
     fake.manifest_version = "2.12.7"
     assert version_module.fetch_manifest_version(f"{fake.base_url}/manifest/latest-arm64-mac.yml") == "2.12.7"
+
+
+# -- the gateway -----------------------------------------------------------------------------------
+
+
+def wait_for_version(server: GatewayServer | object, expected: str) -> None:
+    """Until the gateway's background read of the manifest has landed."""
+    gateway = server.gateway if isinstance(server, GatewayServer) else server.extensions["gateway"]
+    deadline = time.monotonic() + 5
+    while gateway.version.current() != expected:
+        assert time.monotonic() < deadline, f"the gateway still reports {gateway.version.current()}"
+        time.sleep(0.01)
+
+
+def sent(fake: FakeCloudCode, method: str, since: int = 0) -> list[tuple[str | None, int | None]]:
+    """The version and the answer's status of every ``method`` call the fake received."""
+    return [(client_version(r.headers.get("user-agent", "")), r.status)
+            for r in fake.requests[since:] if r.method == method]
+
+
+def manifest_reads(fake: FakeCloudCode) -> int:
+    return sum(1 for r in fake.requests if r.method == "manifest")
+
+
+def test_the_gateway_reports_the_manifests_version(gateway: GatewayServer, fake: FakeCloudCode) -> None:
+    wait_for_version(gateway, "2.11.3")
+    response = requests.post(f"{gateway.url}/v1/messages", json=ASK, timeout=10)
+    assert response.status_code == 200
+    call = fake.generate_requests()[-1]
+    assert call.headers["user-agent"].startswith("antigravity/2.11.3 ")
+    assert call.headers["x-client-version"] == "2.11.3" and call.headers["x-client-name"] == "antigravity"
+    assert manifest_reads(fake) == 1
+
+
+def test_a_gate_raised_mid_run_is_passed_with_the_manifests_new_version(
+    gateway: GatewayServer, client: anthropic.Anthropic, fake: FakeCloudCode
+) -> None:
+    wait_for_version(gateway, "2.11.3")
+    fake.min_client_version, fake.manifest_version = "3.0.0", "3.0.2"
+    since = len(fake.requests)
+    message = client.messages.create(**ASK)
+    assert message.content[0].text == "Echo: hi"
+    assert sent(fake, "streamGenerateContent", since) == [("2.11.3", 400), ("3.0.2", 200)]
+    assert fake.generate_requests()[-1].headers["x-client-version"] == "3.0.2"
+    # The refusal was nobody's fault: the account is neither cooled down nor marked bad.
+    [account] = gateway.gateway.pool.accounts
+    assert account.usable() and not account.active_cooldowns(time.time())
+    since = len(fake.requests)
+    client.messages.create(**ASK)
+    assert sent(fake, "streamGenerateContent", since) == [("3.0.2", 200)]
+
+
+def test_a_refused_model_listing_reads_the_manifest_again(gateway: GatewayServer, fake: FakeCloudCode) -> None:
+    wait_for_version(gateway, "2.11.3")
+    fake.min_client_version, fake.manifest_version = "3.0.0", "3.0.2"
+    report = requests.get(f"{gateway.url}/account-limits", timeout=10).json()
+    assert report["accounts"][0]["status"] == "ok" and report["models"]
+    assert sent(fake, "fetchAvailableModels") == [("2.11.3", 400), ("3.0.2", 200)]
+
+
+@pytest.fixture
+def two_accounts(fake: FakeCloudCode, tmp_path: Path) -> Path:
+    fake.add_account("bob@example.com", refresh_token="1//refresh-bob", project_id="proj-bob")
+    return write_accounts(tmp_path / "accounts.json", [
+        {"email": "alice@example.com", "refreshToken": REFRESH_TOKEN, "projectId": "proj-alice"},
+        {"email": "bob@example.com", "refreshToken": "1//refresh-bob", "projectId": "proj-bob"},
+    ])
+
+
+def test_a_gate_no_manifest_clears_is_a_502_naming_both_variables(
+    fake: FakeCloudCode, two_accounts: Path, caplog
+) -> None:
+    url, app, server = serve(gateway_settings(fake, two_accounts))
+    try:
+        wait_for_version(app, "2.11.3")
+        fake.min_client_version = "3.0.0"
+        anthropic_answers = [requests.post(f"{url}/v1/messages", json={**ASK, **extra}, timeout=10)
+                             for extra in ({}, {"stream": True})]
+        openai_answer = requests.post(f"{url}/v1/chat/completions", timeout=10, json={
+            "model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "hi"}]})
+        for response in anthropic_answers:
+            assert response.status_code == 502
+            body = response.json()
+            assert body["type"] == "error" and body["error"]["type"] == "api_error"
+            assert_names_the_way_out(body["error"]["message"])
+        assert openai_answer.status_code == 502
+        error = openai_answer.json()["error"]
+        assert error["type"] == "server_error"
+        assert_names_the_way_out(error["message"])
+        # One refused call per request: no other account tried, no endpoint retried; one extra manifest read.
+        assert sent(fake, "streamGenerateContent") == [("2.11.3", 400)] * 3
+        assert manifest_reads(fake) == 2
+        assert [r.levelno for r in caplog.records if REFUSED in r.getMessage()] == [logging.ERROR]
+        health = requests.get(f"{url}/health", timeout=5).json()
+        assert health["activeAccounts"] == 2
+        assert all(not a.active_cooldowns(time.time()) for a in app.extensions["gateway"].pool.accounts)
+    finally:
+        server.shutdown()
+
+
+def assert_names_the_way_out(message: str) -> None:
+    assert "Google refuses client version 2.11.3" in message
+    assert "GATEWAY_CLIENT_VERSION " in message and "GATEWAY_CLIENT_VERSION_URL" in message
+
+
+def test_a_manifest_that_never_answers_does_not_slow_the_start(fake: FakeCloudCode, accounts_file: Path) -> None:
+    silent = socket.create_server(("127.0.0.1", 0))  # connections are made, and never answered
+    silent.settimeout(5)
+    try:
+        started = time.monotonic()
+        manifest = f"http://127.0.0.1:{silent.getsockname()[1]}/latest-arm64-mac.yml"
+        url, _, server = serve(gateway_settings(fake, accounts_file, client_version_url=manifest))
+        try:
+            # A model Google serves only from 2.9.0 on: the floor is enough for it.
+            response = requests.post(f"{url}/v1/messages", json={**ASK, "model": "gemini-3.8-flash-tiered"},
+                                     timeout=10)
+            assert response.status_code == 200
+            assert time.monotonic() - started < FETCH_TIMEOUT[1] / 2
+            assert sent(fake, "streamGenerateContent") == [(FLOOR, 200)]
+            connection, _ = silent.accept()  # the read had started, and was still waiting
+            connection.close()
+        finally:
+            server.shutdown()
+    finally:
+        silent.close()
+
+
+def test_gunicorn_workers_report_the_manifests_version_and_pass_a_raised_gate(
+    fake: FakeCloudCode, accounts_file: Path
+) -> None:
+    from tests.test_gunicorn import free_port, start_gunicorn, upstream_env, wait_healthy
+
+    port = free_port()
+    process = start_gunicorn(upstream_env(fake, accounts_file), f"127.0.0.1:{port}", "-w", "2")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_healthy(url)
+        deadline = time.monotonic() + 10
+        while sent(fake, "streamGenerateContent")[-1:] != [("2.11.3", 200)]:
+            assert time.monotonic() < deadline, sent(fake, "streamGenerateContent")
+            assert requests.post(f"{url}/v1/messages", json=ASK, timeout=10).status_code == 200
+        fake.min_client_version, fake.manifest_version = "3.0.0", "3.0.2"
+        for _ in range(4):
+            assert requests.post(f"{url}/v1/messages", json=ASK, timeout=10).status_code == 200
+        assert sent(fake, "streamGenerateContent")[-1] == ("3.0.2", 200)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
