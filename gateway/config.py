@@ -7,6 +7,7 @@ deployments, so they are spelled out here in one place rather than read ad hoc a
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,10 @@ PROD_URL = "https://cloudcode-pa.googleapis.com"
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 GOOGLE_AUTH_URL = "https://accounts.google.com/o/oauth2/v2/auth"
 GOOGLE_USERINFO_URL = "https://www.googleapis.com/oauth2/v2/userinfo"
+# The Antigravity updater's manifest, which names the version Antigravity users run (docs/upstream.md).
+ANTIGRAVITY_MANIFEST_URL = (
+    "https://antigravity-hub-auto-updater-974169037036.us-central1.run.app/manifest/latest-arm64-mac.yml"
+)
 # The loopback port registered with the Antigravity client's redirect URI (protocol notes, 1.1).
 OAUTH_REDIRECT_PORT = 51121
 # The Antigravity installed-app client (public in every Antigravity client; see the protocol notes, 1.1).
@@ -65,6 +70,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(_float(env, name, default))
+
+
+def _version(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if raw and not re.fullmatch(r"\d+(?:\.\d+){1,3}", raw):
+        raise ConfigError(f"{name} must be a version such as 2.11.3, got {raw!r}")
+    return raw or None
 
 
 def _aliases(raw: str, name: str = "GATEWAY_MODEL_ALIASES") -> dict[str, str]:
@@ -163,6 +175,9 @@ class Settings:
     oauth_auth_url: str = GOOGLE_AUTH_URL
     oauth_userinfo_url: str = GOOGLE_USERINFO_URL
     oauth_redirect_port: int = OAUTH_REDIRECT_PORT
+    # The Antigravity version reported to Google: this one when pinned, else the one the manifest names.
+    client_version: str | None = None
+    client_version_url: str = ANTIGRAVITY_MANIFEST_URL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -204,4 +219,6 @@ class Settings:
             oauth_auth_url=env.get("GATEWAY_OAUTH_AUTH_URL") or GOOGLE_AUTH_URL,
             oauth_userinfo_url=env.get("GATEWAY_OAUTH_USERINFO_URL") or GOOGLE_USERINFO_URL,
             oauth_redirect_port=_int(env, "GATEWAY_OAUTH_REDIRECT_PORT", OAUTH_REDIRECT_PORT),
+            client_version=_version(env, "GATEWAY_CLIENT_VERSION"),
+            client_version_url=env.get("GATEWAY_CLIENT_VERSION_URL") or ANTIGRAVITY_MANIFEST_URL,
         )

@@ -37,7 +37,7 @@ from .translate.cloudcode import ResponseParser, build_request, count_tokens_bod
 from .translate.signatures import SignatureRegistry
 from .upstream.client import CloudCodeClient, UpstreamStream
 from .engine.policy import Attempts, Failure, RetryPolicy
-from .upstream.errors import UpstreamConnectionError, UpstreamHTTPError
+from .upstream.errors import ClientVersionRefused, UpstreamConnectionError, UpstreamHTTPError
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +298,8 @@ class Dispatcher:
             raise _Failed(error, Failure.TRANSIENT) from None
         except UpstreamHTTPError as exc:
             error = _gateway_error(exc, model.id)
+            if isinstance(exc, ClientVersionRefused):  # no account is to blame, and none would do better
+                raise error from None
             if exc.retryable:  # capacity is the upstream's, whichever account asks: back off
                 raise _Failed(error, Failure.TRANSIENT) from None
             if exc.is_rate_limit:
@@ -348,6 +350,8 @@ class Dispatcher:
 def _gateway_error(exc: UpstreamHTTPError, model: str) -> GatewayError:
     """Map an upstream answer to the neutral error the client sees (messages are the upstream's own)."""
     message = exc.message
+    if isinstance(exc, ClientVersionRefused):
+        return UpstreamError(exc.explanation)
     if exc.status == 400:
         return InvalidRequest(message)
     if exc.status == 401:

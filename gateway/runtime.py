@@ -16,6 +16,8 @@ from .dispatch import Dispatcher
 from .state import open_store
 from .translate.signatures import SignatureRegistry
 from .upstream.client import CloudCodeClient
+from .upstream.errors import ClientVersionRefused
+from .upstream.version import ClientVersion
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,9 @@ class Gateway:
         self.settings = settings
         # An unusable accounts file still starts the gateway: /health and requests say what is wrong.
         self.pool = pool if pool is not None else AccountPool.from_file(settings)
-        self.client = CloudCodeClient(settings)
+        self.version = ClientVersion.from_settings(settings)
+        self.version.start()
+        self.client = CloudCodeClient(settings, self.version)
         self.catalog = Catalog(settings.model_aliases)
         self.state = open_store(settings.redis_url, settings.shared_state_dir)
         self.signatures = SignatureRegistry(self.state)
@@ -77,6 +81,8 @@ class Gateway:
                 except InvalidGrant as exc:
                     self.pool.mark_invalid(account, f"refresh token rejected: {exc}")
                     continue
+                except ClientVersionRefused:  # every account would hear the same (logged where it was learned)
+                    return False
                 except Exception as exc:  # noqa: BLE001 - a failed listing must not fail the request that asked
                     log.warning("model listing via %s failed: %s", account.label, type(exc).__name__)
                     continue

@@ -54,6 +54,11 @@ def write_accounts(path: Path, accounts: list[dict]) -> Path:
     return path
 
 
+def manifest_url(fake: FakeCloudCode) -> str:
+    """The fake's copy of the Antigravity updater's manifest (never the real one: tests stay off the network)."""
+    return f"{fake.base_url}/manifest/latest-arm64-mac.yml"
+
+
 def gateway_settings(fake: FakeCloudCode, accounts_file: Path, **overrides) -> Settings:
     values = dict(
         host="127.0.0.1",
@@ -61,6 +66,7 @@ def gateway_settings(fake: FakeCloudCode, accounts_file: Path, **overrides) -> S
         accounts_file=accounts_file,
         cloudcode_urls=(fake.base_url,),
         oauth_token_url=fake.token_url,
+        client_version_url=manifest_url(fake),
         log_level="DEBUG",
         server_error_delay=0.0,
         empty_retry_delay=0.0,

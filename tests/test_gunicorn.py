@@ -13,7 +13,7 @@ import anthropic
 import pytest
 import requests
 
-from tests.conftest import free_port
+from tests.conftest import free_port, manifest_url
 from tests.fake_cloudcode import Reply
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def upstream_env(fake, accounts_file) -> dict[str, str]:  # noqa: ANN001
     return {**os.environ, "GATEWAY_ACCOUNTS_FILE": str(accounts_file), "GATEWAY_CLOUDCODE_URLS": fake.base_url,
-            "GATEWAY_OAUTH_TOKEN_URL": fake.token_url}
+            "GATEWAY_OAUTH_TOKEN_URL": fake.token_url, "GATEWAY_CLIENT_VERSION_URL": manifest_url(fake)}
 
 
 def start_gunicorn(env: dict[str, str], bind: str, *options: str, stderr=subprocess.DEVNULL) -> subprocess.Popen:  # noqa: ANN001
@@ -101,7 +101,7 @@ def test_sigterm_lets_in_flight_streams_finish(fake, accounts_file) -> None:
 
 def test_warns_when_exposed_without_keys(accounts_file, tmp_path) -> None:
     port = free_port()
-    env = {**os.environ, "GATEWAY_ACCOUNTS_FILE": str(accounts_file)}
+    env = {**os.environ, "GATEWAY_ACCOUNTS_FILE": str(accounts_file), "GATEWAY_CLIENT_VERSION": "2.9.1"}
     env.pop("GATEWAY_API_KEYS", None)
     log_path = tmp_path / "gunicorn.log"
     with log_path.open("w") as log_file:
