@@ -21,9 +21,9 @@ GOOGLE_USERINFO_URL = "https://www.googleapis.com/oauth2/v2/userinfo"
 ANTIGRAVITY_MANIFEST_URL = (
     "https://antigravity-hub-auto-updater-974169037036.us-central1.run.app/manifest/latest-arm64-mac.yml"
 )
-# The loopback port registered with the Antigravity client's redirect URI (protocol notes, 1.1).
+# The loopback port registered with the Antigravity client's redirect URI (docs/upstream.md, "OAuth").
 OAUTH_REDIRECT_PORT = 51121
-# The Antigravity installed-app client (public in every Antigravity client; see the protocol notes, 1.1).
+# The Antigravity installed-app client (public in every Antigravity client; docs/upstream.md, "OAuth").
 ANTIGRAVITY_CLIENT_ID = "1071006060591-tmhssin2h21lcre235vtolojh4g403ep.apps.googleusercontent.com"
 ANTIGRAVITY_CLIENT_SECRET = "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"
 

@@ -4,8 +4,8 @@ The gateway's tests talk to this server over a real loopback socket. It is
 deliberately *strict*: it rejects what Google rejects (unknown JSON fields,
 unsupported JSON-Schema keywords, broken tool pairing, forged or misplaced
 thinking signatures, ...) with Google-shaped errors, because a lenient fake
-would agree with the gateway's bugs. Section numbers in comments refer to
-``/work/shared/cloudcode-protocol.md``.
+would agree with the gateway's bugs. Section names in comments refer to
+``docs/upstream.md``.
 
 Try the gateway by hand with ``python -m tests.fake_cloudcode --port 9100``.
 Only the standard library is used, so the fake runs anywhere the tests run.
@@ -99,7 +99,7 @@ DEFAULT_DEPRECATIONS: dict[str, str] = {
 
 
 def vendor(info: dict[str, Any] | None) -> str:
-    """Who made the model: Claude and Gemini differ in signatures, tool ids and validation (section 4.4);
+    """Who made the model: Claude and Gemini differ in signatures, tool ids, validation (docs/upstream.md, "Models");
     an OpenAI model (gpt-oss) takes call ids like Claude and no signatures at all."""
     return (info or {}).get("modelProvider", GOOGLE)
 
@@ -225,7 +225,7 @@ def google_error(
     code: int, message: str | None = None, *, status: str | None = None,
     details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
 ) -> ApiError:
-    """The google.rpc.Status envelope every Google API uses for non-2xx answers (section 6.1)."""
+    """The google.rpc.Status envelope every Google API uses for non-2xx answers (docs/upstream.md, "Errors")."""
     error: dict[str, Any] = {
         "code": code,
         "message": message or _DEFAULT_MESSAGES.get(code, "Unknown error."),
@@ -241,7 +241,7 @@ def invalid(message: str) -> ApiError:
 
 
 def oauth_error(status: int, error: str, description: str) -> ApiError:
-    """Google's OAuth endpoints use the flat RFC 6749 shape, not google.rpc.Status (section 1.8)."""
+    """Google's OAuth endpoints use the flat RFC 6749 shape, not google.rpc.Status (docs/upstream.md, "OAuth")."""
     return ApiError(status, {"error": error, "error_description": description})
 
 
@@ -265,7 +265,7 @@ class _Signer:
     Claude signatures bind the exact thinking text, so a gateway that edits,
     trims or re-splits thinking on replay is caught. Gemini signatures only
     prove they came from a Gemini answer. The leading letters mimic the real
-    encodings, which is how clients tell the families apart (section 4.4).
+    encodings, which is how clients tell the families apart (docs/upstream.md, "Thought signatures").
     """
 
     _PREFIX = {"claude": "R", "gemini": "C"}
@@ -308,7 +308,7 @@ class _Failure:
     body: Any
 
     def to_error(self, model: str) -> ApiError:
-        """ErrorInfo first, then RetryInfo: some clients read ``details[0]`` only (section 6.1)."""
+        """ErrorInfo first, then RetryInfo: some clients read ``details[0]`` only (docs/upstream.md, "Errors")."""
         if self.body is not None:
             return ApiError(self.status, self.body, self.headers)
         details: list[dict[str, Any]] = []
@@ -606,7 +606,7 @@ class _Walker:
                     self.schema(schema, f"{where}.{name}")
 
     def schema(self, schema: Any, at: str) -> None:
-        """The OpenAPI subset of section 4.7; every JSON-Schema extra is an unknown name."""
+        """The OpenAPI subset of docs/upstream.md, "Requests"; every JSON-Schema extra is an unknown name."""
         allowed = SCHEMA_FIELDS - {"title"} if self.claude else SCHEMA_FIELDS
         if not self.message(schema, at, allowed, "Schema"):
             return
@@ -1008,7 +1008,7 @@ def _split(text: str, pieces: int) -> list[str]:
 
 
 def _answer_events(reply: Reply, call: _Call, signer: _Signer) -> list[list[dict[str, Any]]]:
-    """The parts of each streamed event, signed per family (section 4.4)."""
+    """The parts of each streamed event, signed per family (docs/upstream.md, "Thought signatures")."""
     events: list[list[dict[str, Any]]] = []
     gemini_signature = None if call.claude else signer.sign("gemini")
     if reply.thinking:
@@ -1084,7 +1084,7 @@ def _part_kind(part: dict[str, Any]) -> str:
 
 def merge_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     """Fold stream chunks into the unary answer: consecutive text and thought parts
-    are concatenated and keep their signature (section 5.2)."""
+    are concatenated and keep their signature (docs/upstream.md, "Streaming responses")."""
     parts: list[dict[str, Any]] = []
     finish, usage = None, None
     for chunk in chunks:
@@ -1595,7 +1595,7 @@ class FakeCloudCode:
         return self._identity.accounts
 
     def add_account(self, email: str, refresh_token: str | None = None, project_id: str | None = _DEFAULT) -> Account:
-        """Register a Google account. ``project_id=None``: not onboarded yet (section 2.5)."""
+        """Register a Google account. ``project_id=None``: not onboarded (docs/upstream.md, "Project discovery")."""
         account = Account(
             email=email,
             refresh_token=refresh_token or "1//fake-" + secrets.token_urlsafe(18),
@@ -1687,7 +1687,7 @@ class FakeCloudCode:
         return None
 
     def _cached_tokens(self, email: str, session_id: str | None, prompt: int) -> int:
-        """Prompt caching is keyed by account + sessionId (section 3.4)."""
+        """Prompt caching is keyed by account + sessionId (docs/upstream.md, "Request envelope")."""
         if not session_id:
             return 0
         with self._lock:
@@ -1696,7 +1696,7 @@ class FakeCloudCode:
         return min(previous, prompt) if previous and previous >= self.cache_min_tokens else 0
 
     def _check_client_headers(self, headers: dict[str, str]) -> None:
-        """The real upstream gates on the client's User-Agent (section 2.3)."""
+        """The real upstream gates on the client's User-Agent (docs/upstream.md, "Client version")."""
         if not self.require_headers:
             return
         agent = headers.get("user-agent", "")
@@ -1747,7 +1747,7 @@ class FakeCloudCode:
         return {"id": project, "name": project, "projectNumber": account.project_number}
 
     def _onboard(self, account: Account) -> dict[str, Any]:
-        """A long-running operation polled by re-POSTing (section 2.5)."""
+        """A long-running operation polled by re-POSTing (docs/upstream.md, "Project discovery")."""
         operation = f"operations/onboard-{account.user_id}"
         with self._identity.lock:
             if not account.project_id:
@@ -1789,7 +1789,7 @@ class FakeCloudCode:
             raise oauth_error(400, "invalid_request", "client_secret is missing.")
 
     def _grant(self, form: dict[str, str]) -> dict[str, Any]:
-        """The token endpoint (sections 1.5, 1.6, 1.8)."""
+        """The token endpoint (docs/upstream.md, "OAuth")."""
         self._check_client(form)
         grant = form.get("grant_type", "")
         if grant == "refresh_token":
@@ -1833,7 +1833,7 @@ class FakeCloudCode:
         return self._token_answer(grant["email"], refresh_token)
 
     def _authorize(self, query: dict[str, str]) -> str:
-        """Google's consent screen, already clicked through: 302 back with a code (section 1.2).
+        """Google's consent screen, already clicked through: 302 back with a code (docs/upstream.md, "OAuth").
         Test-only parameters: ``login_hint`` picks the account, ``test_error`` denies."""
         for name in ("client_id", "redirect_uri", "response_type", "scope"):
             if not query.get(name):

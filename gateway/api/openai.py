@@ -1,6 +1,6 @@
 """The OpenAI Chat Completions API: POST /v1/chat/completions and GET /v1/models/<id>.
 
-OpenAI clients send back only standard fields: no thinking, no signatures (openai-mapping.md 3.7). So the
+OpenAI clients send back no thinking and no signatures (docs/client-apis.md, "Thinking over OpenAI"). So the
 gateway gives tool calls its own random ids and keeps, server-side under those ids, what a replay needs:
 a Gemini call's signature, and a Claude turn's signed thinking. The ids are unguessable, so one client's
 conversation can never pick up another's thinking.
