@@ -32,11 +32,11 @@ class Gateway:
         self.settings = settings
         # An unusable accounts file still starts the gateway: /health and requests say what is wrong.
         self.pool = pool if pool is not None else AccountPool.from_file(settings)
-        self.version = ClientVersion.from_settings(settings)
+        self.state = open_store(settings.redis_url, settings.shared_state_dir)
+        self.version = ClientVersion.from_settings(settings, self.state)
         self.version.start()
         self.client = CloudCodeClient(settings, self.version)
         self.catalog = Catalog(settings.model_aliases)
-        self.state = open_store(settings.redis_url, settings.shared_state_dir)
         self.signatures = SignatureRegistry(self.state)
         self.dispatcher = Dispatcher(settings, self.pool, self.client, self.catalog, self.signatures,
                                      models_changed=self.model_missing)

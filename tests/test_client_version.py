@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from gateway.upstream import version as version_module
+from gateway.state import SQLiteStore
 from gateway.upstream.version import (
     FETCH_TIMEOUT,
     FLOOR,
@@ -22,7 +23,6 @@ from gateway.upstream.version import (
     REFUSAL_INTERVAL,
     RETRY_INTERVAL,
     ClientVersion,
-    SharedStore,
     manifest_version,
 )
 from tests.conftest import REFRESH_TOKEN, GatewayServer, gateway_settings, serve, write_accounts
@@ -222,8 +222,8 @@ def test_concurrent_refusals_wait_for_one_read() -> None:
 def test_workers_share_what_one_of_them_read(tmp_path: Path) -> None:
     first_manifest, second_manifest = Manifest("2.11.3"), Manifest("2.11.3")
     clock = Clock()
-    first = ClientVersion(first_manifest, store=SharedStore(tmp_path), clock=clock, spawn=Spawned())
-    second = ClientVersion(second_manifest, store=SharedStore(tmp_path), clock=clock, spawn=Spawned())
+    first = ClientVersion(first_manifest, store=SQLiteStore(tmp_path / "s.sqlite3"), clock=clock, spawn=Spawned())
+    second = ClientVersion(second_manifest, store=SQLiteStore(tmp_path / "s.sqlite3"), clock=clock, spawn=Spawned())
     first.refresh()
     second.refresh()
     assert second.current() == "2.11.3" and second_manifest.reads == 0

@@ -16,13 +16,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from typing import Any, Protocol
 
 import requests
 
 from ..config import Settings
-from ..sharedcache import SharedTTLCache
+from ..state import MemoryStore, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -73,42 +71,20 @@ class Learned:
     checked: float
 
 
-class VersionStore(Protocol):
-    """Where the last version read is kept for every worker to use."""
+class SharedVersion:
+    """The last version read, in the gateway's state store: what one worker or instance reads, the others use."""
 
-    def get(self) -> Learned | None: ...
+    KEY = "client-version"
 
-    def put(self, learned: Learned) -> None: ...
-
-
-class MemoryStore:
-    """One process's own memory: enough without gunicorn."""
-
-    def __init__(self) -> None:
-        self._learned: Learned | None = None
+    def __init__(self, state: StateStore) -> None:
+        self._state = state
 
     def get(self) -> Learned | None:
-        return self._learned
-
-    def put(self, learned: Learned) -> None:
-        self._learned = learned
-
-
-class SharedStore:
-    """The SQLite file gunicorn's workers share (``sharedcache``): what one worker reads, the others use."""
-
-    KEY = "antigravity"
-
-    def __init__(self, directory: Path) -> None:
-        self._cache: SharedTTLCache[list[Any]] = SharedTTLCache(
-            directory / "client-version.sqlite3", "client_version", max_items=1, ttl=STORE_TTL)
-
-    def get(self) -> Learned | None:
-        value = self._cache.get(self.KEY)
+        value = self._state.get(self.KEY)
         return Learned(*value) if value else None
 
     def put(self, learned: Learned) -> None:
-        self._cache.put(self.KEY, [learned.version, learned.checked])
+        self._state.put(self.KEY, [learned.version, learned.checked], STORE_TTL)
 
 
 def in_background(work: Callable[[], None]) -> None:
@@ -128,7 +104,7 @@ class ClientVersion:
         self,
         fetch: Callable[[], str],
         *,
-        store: VersionStore | None = None,
+        store: StateStore | None = None,
         pinned: str | None = None,
         floor: str = FLOOR,
         source: str = "the manifest",
@@ -139,7 +115,7 @@ class ClientVersion:
         self.floor = floor
         self.source = source
         self._fetch = fetch
-        self._store = store if store is not None else MemoryStore()
+        self._store = SharedVersion(store if store is not None else MemoryStore())
         self._clock = clock
         self._spawn = spawn
         self._version = pinned or floor
@@ -152,10 +128,8 @@ class ClientVersion:
         self._refusal_lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ClientVersion:
-        directory = settings.shared_state_dir
-        return cls(partial(fetch_manifest_version, settings.client_version_url),
-                   store=SharedStore(directory) if directory is not None else MemoryStore(),
+    def from_settings(cls, settings: Settings, state: StateStore | None = None) -> ClientVersion:
+        return cls(partial(fetch_manifest_version, settings.client_version_url), store=state,
                    pinned=settings.client_version, source=settings.client_version_url)
 
     def start(self) -> None:
