@@ -7,6 +7,7 @@ neither loses the other's changes, and the gateway picks the new state up within
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 import webbrowser
@@ -19,14 +20,16 @@ import requests
 from . import config
 from .accounts import oauth
 from .accounts.credentials import InvalidGrant, TokenRefreshFailed
-from .accounts.limits import aligned, in_parallel
-from .accounts.pool import Account, build_account, iso
+from .accounts.limits import WINDOWS_LEGEND, aligned, in_parallel, short_names, window_entries, windows_rows
+from .accounts.pool import Account, build_account, iso, parse_windows
 from .accounts.store import AccountsFileError, account_entries, read_accounts_file, update_accounts_file
 from .upstream.client import CloudCodeClient
 from .upstream.errors import UpstreamConnectionError, UpstreamHTTPError
 
 # How long `accounts add` waits for the browser to come back.
 BROWSER_TIMEOUT = 300.0
+# Longest wait for one account's quota windows in `accounts list`.
+LIST_TIMEOUT = 15.0
 
 
 class CommandError(Exception):
@@ -63,7 +66,10 @@ def _parser() -> argparse.ArgumentParser:
                             help="seconds to wait for the browser (default %(default).0f)")
     add_parser.set_defaults(run=add)
 
-    actions.add_parser("list", help="show the accounts and their state").set_defaults(run=list_accounts)
+    list_parser = actions.add_parser("list", help="show the accounts, their state and quota windows")
+    list_parser.add_argument("--offline", action="store_true",
+                             help="only what the accounts file says: do not ask Google for the quota windows")
+    list_parser.set_defaults(run=list_accounts)
     actions.add_parser("verify", help="refresh every token and report which work").set_defaults(run=verify)
     for name, run, text in (
         ("remove", remove, "remove an account"),
@@ -164,7 +170,37 @@ def list_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
               e.get("projectId") or "-", _status(e)] for e in entries]
     print(f"Accounts in {path}:\n")
     print("\n".join(aligned(rows)))
+    if not args.offline:
+        _print_windows(settings, entries)
     return 0
+
+
+def _print_windows(settings: config.Settings, entries: list[dict[str, Any]]) -> None:
+    """Each usable account's 5-hour and weekly quota windows, asked of the upstream now (in parallel)."""
+    # A person is waiting: a silent upstream must not hold the listing for the generation read timeout.
+    client = CloudCodeClient(dataclasses.replace(settings, read_timeout=min(settings.read_timeout, LIST_TIMEOUT)))
+    usable = [build_account(e, settings) for e in entries if e.get("refreshToken") and _status(e) == "ok"]
+    now = time.time()
+    windows: dict[str, list[dict[str, Any]] | None] = {}
+
+    def ask(account: Account) -> None:
+        try:
+            summary = client.fetch_quota_summary(account)
+        except (InvalidGrant, TokenRefreshFailed, UpstreamHTTPError, UpstreamConnectionError):
+            return
+        windows[account.email] = window_entries(parse_windows(summary), now) if summary is not None else None
+
+    in_parallel(usable, ask)
+    asked = {account.email for account in usable}
+    # "?": asked, no answer; "-": not asked (the status says why).
+    blocked = [None if e["email"] in windows else "?" if e["email"] in asked else "-" for e in entries]
+    names = short_names([e["email"] for e in entries])
+    rows = windows_rows(names, [windows.get(e["email"]) for e in entries], blocked)
+    if len(rows) == 1:
+        print("\nQuota windows: unavailable (the upstream did not answer for any usable account)")
+        return
+    print("\n" + "\n".join(aligned(rows)))
+    print(f"\nWindows: {WINDOWS_LEGEND}")
 
 
 def _status(entry: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ import time
 
 from flask import current_app
 
+from .accounts.limits import refresh_windows
 from .accounts.pool import AccountPool
 from .catalog import Catalog
 from .config import Settings
@@ -48,6 +49,7 @@ class Gateway:
                     listing = self.client.fetch_available_models(account)
                     self.catalog.update_from_listing(listing)
                     self.pool.record_quotas(account, listing)
+                    refresh_windows(self.pool, self.client, account)
                     return
                 except Exception as exc:  # noqa: BLE001 - a failed listing must not fail /v1/models
                     log.warning("model listing via %s failed: %s", account.label, type(exc).__name__)

@@ -1,12 +1,14 @@
 """Every account's quota per model, for ``GET /account-limits``: gathered, then shown as JSON or a table.
 
-The upstream's model listing gives the remaining fraction and the reset time per model; the pool adds what
-the gateway itself knows (its cooldowns after 429s, accounts marked invalid, disabled ones). Accounts are
-asked in parallel, so the report takes as long as the slowest account, not the sum.
+The upstream's model listing gives the remaining fraction and the reset time per model, its quota summary the
+5-hour and weekly windows per model group; the pool adds what the gateway itself knows (its cooldowns after
+429s, accounts marked invalid, disabled ones). Accounts are asked in parallel, so the report takes as long as
+the slowest account, not the sum.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,10 +17,14 @@ from typing import Any
 from ..upstream.client import CloudCodeClient
 from ..upstream.errors import UpstreamConnectionError, UpstreamHTTPError
 from .credentials import InvalidGrant, TokenRefreshFailed
-from .pool import Account, AccountPool, Quota, epoch, iso
+from .pool import Account, AccountPool, Quota, QuotaGroup, epoch, iso
+
+log = logging.getLogger(__name__)
 
 RULE = "\u2500"
 LEGEND = "quota remaining (time until it resets); 'limited' is the gateway's own cooldown after a 429."
+WINDOWS_LEGEND = "quota left in each model group's 5-hour and weekly window (time until it resets)."
+WINDOW_NAMES = (("fiveHour", "5 hours"), ("weekly", "weekly"))
 # Widest account column in the model table; longer names are cut.
 NAME_WIDTH = 26
 
@@ -47,6 +53,8 @@ def account_limits(pool: AccountPool, client: CloudCodeClient) -> dict[str, Any]
             pool.mark_invalid(account, f"refresh token rejected: {exc}")
         except (TokenRefreshFailed, UpstreamHTTPError, UpstreamConnectionError) as exc:
             errors[account.email] = str(exc)
+        else:
+            refresh_windows(pool, client, account)
 
     in_parallel(accounts, fetch)
     now = time.time()
@@ -54,6 +62,7 @@ def account_limits(pool: AccountPool, client: CloudCodeClient) -> dict[str, Any]
     models = sorted({model for account in accounts for model in account.quotas})
     for entry, account in zip(entries, accounts):
         entry["limits"] = {model: _limit(account.quotas.get(model), now) for model in models}
+        entry["quotaWindows"] = window_entries(account.windows, now)
     counts = {status: sum(1 for e in entries if e["status"] == status) for status in _STATUSES}
     return {
         "timestamp": iso(now),
@@ -65,6 +74,26 @@ def account_limits(pool: AccountPool, client: CloudCodeClient) -> dict[str, Any]
         "models": models,
         "accounts": entries,
     }
+
+
+def refresh_windows(pool: AccountPool, client: CloudCodeClient, account: Account) -> None:
+    """Ask for the account's quota windows. A failure keeps what was known (its reset times still hold); an
+    upstream without the method leaves them unknown, and everything works from the model listing alone."""
+    try:
+        pool.record_windows(account, client.fetch_quota_summary(account))
+    except (InvalidGrant, TokenRefreshFailed, UpstreamHTTPError, UpstreamConnectionError) as exc:
+        log.info("quota windows of %s unavailable: %s", account.label, exc)
+
+
+def window_entries(groups: list[QuotaGroup] | None, now: float) -> list[dict[str, Any]] | None:
+    """The windows of each model group, in the shape of a model's limit; None when unknown."""
+    if groups is None:
+        return None
+    return [
+        {"group": group.name, "models": list(group.models),
+         "fiveHour": _limit(group.five_hour, now), "weekly": _limit(group.weekly, now)}
+        for group in groups
+    ]
 
 
 _STATUSES = ("ok", "rate-limited", "invalid", "disabled", "error")
@@ -114,7 +143,7 @@ def _limit(quota: Quota | None, now: float) -> dict[str, Any] | None:
 def limits_table(report: dict[str, Any]) -> str:
     """The report as two aligned tables a person reads in a terminal: accounts, then models x accounts."""
     accounts = report["accounts"]
-    names = _short_names([a["email"] for a in accounts])
+    names = short_names([a["email"] for a in accounts])
     lines = [
         f"Account limits ({report['timestamp']})",
         f"Accounts: {report['totalAccounts']} total, {report['available']} available, "
@@ -128,6 +157,10 @@ def limits_table(report: dict[str, Any]) -> str:
         if account["status"] in ("invalid", "error") and account["error"]:
             notes[index] = f"  \u2514\u2500 {account['error']}"
     lines += aligned(rows, notes)
+    rows = windows_rows(names, [a["quotaWindows"] for a in accounts],
+                        [f"[{a['status']}]" if a["status"] in _BLOCKED else None for a in accounts])
+    if len(rows) > 1:
+        lines += ["", *aligned(rows), "", f"Windows: {WINDOWS_LEGEND}"]
     if report["models"]:
         lines.append("")
         rows = [["Model", *names]]
@@ -137,6 +170,22 @@ def limits_table(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def windows_rows(names: list[str], windows: list[list[dict[str, Any]] | None],
+                 blocked: list[str | None]) -> list[list[str]]:
+    """Rows of a (model group, window) x accounts table; ``blocked`` fills the column of an account that
+    cannot serve. Only the header row when no account has windows."""
+    groups = list(dict.fromkeys(g["group"] for known in windows for g in known or ()))
+    rows = [["Quota window", *names]]
+    for group in groups:
+        for key, label in WINDOW_NAMES:
+            cells = []
+            for known, block in zip(windows, blocked):
+                entry = next((g for g in known or () if g["group"] == group), None)
+                cells.append(block or (_quota_cell(entry[key]) if entry else "-"))
+            rows.append([f"{group} ({label})", *cells])
+    return rows
+
+
 def _ago(moment: str | None, report: dict[str, Any]) -> str:
     used, now = epoch(moment), epoch(report["timestamp"])
     if used is None or now is None:
@@ -144,13 +193,22 @@ def _ago(moment: str | None, report: dict[str, Any]) -> str:
     return f"{duration(max(0.0, now - used))} ago"
 
 
+_BLOCKED = ("invalid", "disabled", "error")
+
+
 def _cell(account: dict[str, Any], model: str) -> str:
-    if account["status"] in ("invalid", "disabled", "error"):
+    if account["status"] in _BLOCKED:
         return f"[{account['status']}]"
     cooldown = account["modelRateLimits"].get(model)
     if cooldown is not None:
         return f"limited ({duration(cooldown['waitSeconds'])})"
-    limit = account["limits"].get(model)
+    weekly = next((g["weekly"] for g in account["quotaWindows"] or () if model in g["models"]), None)
+    if weekly and not weekly["remainingFraction"] and weekly["resetInSeconds"]:
+        return f"0% weekly (wait {duration(weekly['resetInSeconds'])})"
+    return _quota_cell(account["limits"].get(model))
+
+
+def _quota_cell(limit: dict[str, Any] | None) -> str:
     if limit is None:
         return "-"
     left = limit["resetInSeconds"]
@@ -160,10 +218,12 @@ def _cell(account: dict[str, Any], model: str) -> str:
 
 
 def duration(seconds: float) -> str:
-    """``4h35m``, ``12m5s``, ``42s``: as precise as a person needs."""
+    """``3d4h``, ``4h35m``, ``12m5s``, ``42s``: as precise as a person needs."""
     seconds = int(seconds + 0.5)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
+    if hours >= 24:
+        return f"{hours // 24}d{hours % 24}h"
     if hours:
         return f"{hours}h{minutes}m"
     if minutes:
@@ -171,7 +231,7 @@ def duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-def _short_names(emails: list[str]) -> list[str]:
+def short_names(emails: list[str]) -> list[str]:
     """Local parts of the emails, or the whole email where two accounts share a local part."""
     locals_ = [email.split("@", 1)[0] for email in emails]
     names = [local if locals_.count(local) == 1 else email for local, email in zip(locals_, emails)]
