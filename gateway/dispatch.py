@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .accounts.credentials import InvalidGrant, TokenRefreshFailed
-from .accounts.pool import Account, AccountPool, AllTried
+from .accounts.pool import Account, AccountPool
+from .accounts.refusals import note_refusal
 from .accounts.store import update_account_entry
 from .catalog import ANTHROPIC, Catalog, ModelInfo
 from .config import Settings
@@ -242,7 +243,7 @@ class Dispatcher:
         while True:
             try:
                 return self.pool.acquire(model.id, exclude=budget.failed, avoid=budget.avoid, session=session)
-            except AllTried as exc:
+            except ServiceUnavailable as exc:  # AllTried, or the last usable account was just marked unusable
                 raise budget.last_error or exc from None
             except RateLimited as exc:
                 wait = exc.retry_after or 0.0
@@ -323,6 +324,7 @@ class Dispatcher:
                 raise _Failed(error, _Failure.UNAUTHORIZED) from None
             if exc.status in ACCOUNT_REFUSALS:
                 log.warning("%s refused %s (%d): %s", account.label, model.id, exc.status, exc.message)
+                note_refusal(self.pool, account, exc)  # verification wanted, or a ban: out of rotation
                 raise _Failed(error, _Failure.BROKEN) from None
             raise error from None
         return stream, ResponseParser(translation.tool_names)

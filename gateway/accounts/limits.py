@@ -18,6 +18,7 @@ from ..upstream.client import CloudCodeClient
 from ..upstream.errors import UpstreamConnectionError, UpstreamHTTPError
 from .credentials import InvalidGrant, TokenRefreshFailed
 from .pool import Account, AccountPool, Quota, QuotaGroup, epoch, iso
+from .refusals import NEEDS_VERIFICATION, SUSPENDED, note_refusal
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,10 @@ def account_limits(pool: AccountPool, client: CloudCodeClient) -> dict[str, Any]
             pool.record_quotas(account, client.fetch_available_models(account))
         except InvalidGrant as exc:
             pool.mark_invalid(account, f"refresh token rejected: {exc}")
-        except (TokenRefreshFailed, UpstreamHTTPError, UpstreamConnectionError) as exc:
+        except UpstreamHTTPError as exc:
+            if note_refusal(pool, account, exc) is None:
+                errors[account.email] = str(exc)
+        except (TokenRefreshFailed, UpstreamConnectionError) as exc:
             errors[account.email] = str(exc)
         else:
             refresh_windows(pool, client, account)
@@ -71,6 +75,8 @@ def account_limits(pool: AccountPool, client: CloudCodeClient) -> dict[str, Any]
         "rateLimited": counts["rate-limited"],
         "invalid": counts["invalid"],
         "disabled": counts["disabled"],
+        "needsVerification": counts[NEEDS_VERIFICATION],
+        "suspended": counts[SUSPENDED],
         "models": models,
         "accounts": entries,
     }
@@ -96,13 +102,18 @@ def window_entries(groups: list[QuotaGroup] | None, now: float) -> list[dict[str
     ]
 
 
-_STATUSES = ("ok", "rate-limited", "invalid", "disabled", "error")
+_STATUSES = ("ok", "rate-limited", "invalid", SUSPENDED, NEEDS_VERIFICATION, "disabled", "error")
 
 
 def _account_entry(account: Account, error: str | None, now: float) -> dict[str, Any]:
     cooldowns = account.active_cooldowns(now)
     if account.invalid_reason:
         status = "invalid"
+    elif account.suspended_reason is not None:
+        status, error = SUSPENDED, account.suspended_reason
+    elif account.needs_verification:
+        status = NEEDS_VERIFICATION
+        error = f"Google wants the account verified: open {account.verification_url or 'the link Google sent'}"
     elif not account.enabled:
         status = "disabled"
     elif error:
@@ -116,6 +127,7 @@ def _account_entry(account: Account, error: str | None, now: float) -> dict[str,
         "status": status,
         "error": error or account.invalid_reason,
         "enabled": account.enabled,
+        "validationUrl": account.verification_url if account.needs_verification else None,
         "projectId": account.project_id,
         "lastUsed": iso(account.last_used),
         "modelRateLimits": {
@@ -147,14 +159,15 @@ def limits_table(report: dict[str, Any]) -> str:
     lines = [
         f"Account limits ({report['timestamp']})",
         f"Accounts: {report['totalAccounts']} total, {report['available']} available, "
-        f"{report['rateLimited']} rate-limited, {report['invalid']} invalid, {report['disabled']} disabled",
+        f"{report['rateLimited']} rate-limited, {report['invalid']} invalid, {report['disabled']} disabled, "
+        f"{report['needsVerification']} needing verification, {report['suspended']} suspended",
         "",
     ]
     rows = [["Account", "Status", "Project", "Last used"]]
     notes: dict[int, str] = {}
     for index, (name, account) in enumerate(zip(names, accounts), start=1):
         rows.append([name, account["status"], account["projectId"] or "-", _ago(account["lastUsed"], report)])
-        if account["status"] in ("invalid", "error") and account["error"]:
+        if account["status"] in ("invalid", "error", SUSPENDED, NEEDS_VERIFICATION) and account["error"]:
             notes[index] = f"  \u2514\u2500 {account['error']}"
     lines += aligned(rows, notes)
     rows = windows_rows(names, [a["quotaWindows"] for a in accounts],
@@ -193,7 +206,7 @@ def _ago(moment: str | None, report: dict[str, Any]) -> str:
     return f"{duration(max(0.0, now - used))} ago"
 
 
-_BLOCKED = ("invalid", "disabled", "error")
+_BLOCKED = ("invalid", "disabled", "error", SUSPENDED, NEEDS_VERIFICATION)
 
 
 def _cell(account: dict[str, Any], model: str) -> str:

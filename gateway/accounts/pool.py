@@ -116,6 +116,11 @@ class Account:
     project_id: str | None = None
     enabled: bool = True
     invalid_reason: str | None = None
+    # Google refused the account (gateway/accounts/refusals.py): it wants it verified in a browser (at
+    # ``verification_url``), or banned it (``suspended_reason``, its message).
+    needs_verification: bool = False
+    verification_url: str | None = None
+    suspended_reason: str | None = None
     # model -> epoch seconds when its rate limit lifts
     cooldowns: dict[str, float] = field(default_factory=dict)
     # model -> the quota last seen in the upstream's listing
@@ -131,7 +136,8 @@ class Account:
         return self.email.split("@", 1)[0]
 
     def usable(self) -> bool:
-        return self.enabled and self.invalid_reason is None
+        return (self.enabled and self.invalid_reason is None and not self.needs_verification
+                and self.suspended_reason is None)
 
     def cooldown_left(self, model: str, now: float) -> float:
         until = self.cooldowns.get(model)
@@ -193,6 +199,9 @@ def build_account(entry: dict[str, Any], settings: Settings) -> Account:
         project_id=project if isinstance(project, str) and project else None,
         enabled=entry.get("enabled", True) is not False,
         invalid_reason=_invalid_reason(entry),
+        needs_verification=entry.get("needsVerification") is True,
+        verification_url=_text(entry.get("validationUrl")),
+        suspended_reason=_suspended_reason(entry),
     )
 
 
@@ -201,6 +210,31 @@ def _invalid_reason(entry: dict[str, Any]) -> str | None:
     if entry.get("isInvalid") is not True:
         return None
     return str(entry.get("invalidReason") or "refresh token rejected")
+
+
+def _suspended_reason(entry: dict[str, Any]) -> str | None:
+    """A ban stays until the user lifts it with `accounts enable`."""
+    if entry.get("isSuspended") is not True:
+        return None
+    return _text(entry.get("suspendedReason")) or "suspended by Google"
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def verification_fields(url: str | None, message: str, now: float) -> dict[str, Any]:
+    """How the accounts file keeps a needs-verification mark (the CLI writes it too)."""
+    return {"needsVerification": True, "validationUrl": url, "verificationMessage": message,
+            "needsVerificationAt": iso(now)}
+
+
+def suspension_fields(reason: str, now: float) -> dict[str, Any]:
+    return {"isSuspended": True, "suspendedReason": reason, "suspendedAt": iso(now)}
+
+
+CLEAR_VERIFICATION = {"needsVerification": False, "validationUrl": None, "verificationMessage": None}
+CLEAR_SUSPENSION = {"isSuspended": False, "suspendedReason": None}
 
 
 def parse_quotas(listing: dict[str, Any]) -> dict[str, Quota]:
@@ -449,6 +483,42 @@ class AccountPool:
         log.info("account %s is valid again", account.label)
         self._save(account, {"isInvalid": False, "invalidReason": None})
 
+    def mark_needs_verification(self, account: Account, url: str | None, message: str) -> None:
+        """Google wants the account verified in a browser: out of rotation, and the URL kept in the accounts
+        file for the user, until a call succeeds again (`accounts verify`, POST /refresh-token)."""
+        with self._lock:
+            if account.needs_verification and account.verification_url == url:
+                return  # said once already
+            account.needs_verification, account.verification_url = True, url
+        log.error("account %s needs verification: open %s, then run `python -m gateway accounts verify`",
+                  account.label, url or f"the link Google sent ({message})")
+        self._save(account, verification_fields(url, message, time.time()))
+
+    def clear_needs_verification(self, account: Account) -> None:
+        if not account.needs_verification:
+            return
+        account.needs_verification, account.verification_url = False, None
+        log.info("account %s is verified again", account.label)
+        self._save(account, CLEAR_VERIFICATION)
+
+    def mark_suspended(self, account: Account, reason: str) -> None:
+        """Google banned the account: it is never used again until the user runs `accounts enable` (the mark
+        is in the accounts file, so a restart does not forget it)."""
+        with self._lock:
+            if account.suspended_reason is not None:
+                return
+            account.suspended_reason = reason
+        log.error("account %s suspended by Google: %s; it stays out until `python -m gateway accounts enable`",
+                  account.label, reason)
+        self._save(account, suspension_fields(reason, time.time()))
+
+    def refused_counts(self) -> dict[str, int]:
+        """How many accounts Google refused, by why; only the non-zero counts."""
+        self.reload_if_changed()
+        counts = {"needsVerification": sum(1 for a in self.accounts if a.needs_verification),
+                  "suspended": sum(1 for a in self.accounts if a.suspended_reason is not None)}
+        return {name: count for name, count in counts.items() if count}
+
     def record_quotas(self, account: Account, listing: dict[str, Any]) -> None:
         account.quotas = parse_quotas(listing)
 
@@ -466,8 +536,9 @@ class AccountPool:
                 f"GATEWAY_ACCOUNTS_FILE at an accounts file (looked at {path})"
             )
         return (
-            "no usable Google account: every configured account is disabled or its refresh token was rejected; "
-            "see `python -m gateway accounts list`, and re-add rejected ones with `python -m gateway accounts add`"
+            "no usable Google account: every configured account is disabled, suspended, waiting for verification "
+            "or its refresh token was rejected; see `python -m gateway accounts list`, and re-add rejected ones "
+            "with `python -m gateway accounts add`"
         )
 
     def _save(self, account: Account, fields: dict[str, Any]) -> None:
@@ -542,6 +613,9 @@ def _build_all(entries: list[dict[str, Any]], settings: Settings, current: list[
         else:
             account.enabled = entry.get("enabled", True) is not False
             account.invalid_reason = _invalid_reason(entry)
+            account.needs_verification = entry.get("needsVerification") is True
+            account.verification_url = _text(entry.get("validationUrl"))
+            account.suspended_reason = _suspended_reason(entry)
             project = entry.get("projectId")
             if isinstance(project, str) and project:
                 account.project_id = project
