@@ -88,6 +88,18 @@ def _fallbacks(raw: str) -> dict[str, str]:
     return _aliases(raw, "GATEWAY_MODEL_FALLBACK")
 
 
+def _switch(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """``on``/``off`` (or true/false, yes/no, 1/0); unset or empty is the default."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) -> str:
     value = (env.get(name) or default).lower()
     if value not in allowed:
@@ -152,6 +164,8 @@ class Settings:
     oauth_auth_url: str = GOOGLE_AUTH_URL
     oauth_userinfo_url: str = GOOGLE_USERINFO_URL
     oauth_redirect_port: int = OAUTH_REDIRECT_PORT
+    # Let an account out of quota serve from its Google One AI credits (they cost money: off by default).
+    ai_credits: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -192,4 +206,5 @@ class Settings:
             oauth_auth_url=env.get("GATEWAY_OAUTH_AUTH_URL") or GOOGLE_AUTH_URL,
             oauth_userinfo_url=env.get("GATEWAY_OAUTH_USERINFO_URL") or GOOGLE_USERINFO_URL,
             oauth_redirect_port=_int(env, "GATEWAY_OAUTH_REDIRECT_PORT", OAUTH_REDIRECT_PORT),
+            ai_credits=_switch(env, "GATEWAY_AI_CREDITS"),
         )

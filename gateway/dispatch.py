@@ -16,6 +16,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .accounts import credits
 from .accounts.credentials import InvalidGrant, TokenRefreshFailed
 from .accounts.pool import Account, AccountPool
 from .accounts.refusals import note_refusal
@@ -302,7 +303,8 @@ class Dispatcher:
             headers = {}
             if model.vendor == ANTHROPIC and translation.thinking:
                 headers["anthropic-beta"] = "interleaved-thinking-2025-05-14"
-            stream = self.client.stream_generate(account, translation.body, extra_headers=headers)
+            stream = credits.open_stream(self.client, account, model.id, translation.body, headers,
+                                         enabled=self.settings.ai_credits, now=time.time())
         except InvalidGrant as exc:
             self.pool.mark_invalid(account, f"refresh token rejected: {exc}")
             error = AuthenticationFailed("a Google account's refresh token was rejected")

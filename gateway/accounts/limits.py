@@ -16,6 +16,7 @@ from typing import Any
 
 from ..upstream.client import CloudCodeClient
 from ..upstream.errors import UpstreamConnectionError, UpstreamHTTPError
+from . import credits
 from .credentials import InvalidGrant, TokenRefreshFailed
 from .pool import Account, AccountPool, Quota, QuotaGroup, epoch, iso
 from .refusals import NEEDS_VERIFICATION, SUSPENDED, note_refusal
@@ -23,7 +24,8 @@ from .refusals import NEEDS_VERIFICATION, SUSPENDED, note_refusal
 log = logging.getLogger(__name__)
 
 RULE = "\u2500"
-LEGEND = "quota remaining (time until it resets); 'limited' is the gateway's own cooldown after a 429."
+LEGEND = ("quota remaining (time until it resets); 'limited' is the gateway's own cooldown after a 429; 'credits': "
+          "out of quota, served from AI credits.")
 WINDOWS_LEGEND = "quota left in each model group's 5-hour and weekly window (time until it resets)."
 WINDOW_NAMES = (("fiveHour", "5 hours"), ("weekly", "weekly"))
 # Widest account column in the model table; longer names are cut.
@@ -67,6 +69,7 @@ def account_limits(pool: AccountPool, client: CloudCodeClient) -> dict[str, Any]
     for entry, account in zip(entries, accounts):
         entry["limits"] = {model: _limit(account.quotas.get(model), now) for model in models}
         entry["quotaWindows"] = window_entries(account.windows, now)
+        entry["servingFromCredits"], entry["aiCredits"] = _credits(account, now)
     counts = {status: sum(1 for e in entries if e["status"] == status) for status in _STATUSES}
     return {
         "timestamp": iso(now),
@@ -77,6 +80,7 @@ def account_limits(pool: AccountPool, client: CloudCodeClient) -> dict[str, Any]
         "disabled": counts["disabled"],
         "needsVerification": counts[NEEDS_VERIFICATION],
         "suspended": counts[SUSPENDED],
+        "aiCredits": client.settings.ai_credits,
         "models": models,
         "accounts": entries,
     }
@@ -89,6 +93,18 @@ def refresh_windows(pool: AccountPool, client: CloudCodeClient, account: Account
         pool.record_windows(account, client.fetch_quota_summary(account))
     except (InvalidGrant, TokenRefreshFailed, UpstreamHTTPError, UpstreamConnectionError) as exc:
         log.info("quota windows of %s unavailable: %s", account.label, exc)
+
+
+def _credits(account: Account, now: float) -> tuple[bool, dict[str, Any]]:
+    """Whether the account serves some model from its AI credits now, which, until when; and their last failure."""
+    serving = credits.serving(account, now)
+    failed = account.credits_failed_at
+    return bool(serving), {
+        "serving": {model: {"until": iso(until), "inSeconds": round(until - now)} for model, until in sorted(serving.items())},
+        "failedAt": iso(failed),
+        "error": account.credits_error if failed is not None else None,
+        "retryInSeconds": max(0, round(failed + credits.FAILED_PAUSE - now)) if failed is not None else None,
+    }
 
 
 def window_entries(groups: list[QuotaGroup] | None, now: float) -> list[dict[str, Any]] | None:
@@ -167,8 +183,12 @@ def limits_table(report: dict[str, Any]) -> str:
     notes: dict[int, str] = {}
     for index, (name, account) in enumerate(zip(names, accounts), start=1):
         rows.append([name, account["status"], account["projectId"] or "-", _ago(account["lastUsed"], report)])
+        said = []
         if account["status"] in ("invalid", "error", SUSPENDED, NEEDS_VERIFICATION) and account["error"]:
-            notes[index] = f"  \u2514\u2500 {account['error']}"
+            said.append(account["error"])
+        said += _credit_notes(account["aiCredits"])
+        if said:
+            notes[index] = "\n".join(f"  \u2514\u2500 {text}" for text in said)
     lines += aligned(rows, notes)
     rows = windows_rows(names, [a["quotaWindows"] for a in accounts],
                         [f"[{a['status']}]" if a["status"] in _BLOCKED else None for a in accounts])
@@ -181,6 +201,14 @@ def limits_table(report: dict[str, Any]) -> str:
         lines += aligned(rows)
         lines += ["", f"Cells: {LEGEND}"]
     return "\n".join(lines) + "\n"
+
+
+def _credit_notes(state: dict[str, Any]) -> list[str]:
+    notes = [f"serving {model} from AI credits (its quota resets in {duration(serving['inSeconds'])})"
+             for model, serving in state["serving"].items()]
+    if state["retryInSeconds"]:
+        notes.append(f"AI credits failed: {state['error']} (not tried again for {duration(state['retryInSeconds'])})")
+    return notes
 
 
 def windows_rows(names: list[str], windows: list[list[dict[str, Any]] | None],
@@ -215,9 +243,14 @@ def _cell(account: dict[str, Any], model: str) -> str:
     cooldown = account["modelRateLimits"].get(model)
     if cooldown is not None:
         return f"limited ({duration(cooldown['waitSeconds'])})"
-    weekly = next((g["weekly"] for g in account["quotaWindows"] or () if model in g["models"]), None)
-    if weekly and not weekly["remainingFraction"] and weekly["resetInSeconds"]:
-        return f"0% weekly (wait {duration(weekly['resetInSeconds'])})"
+    serving = account["aiCredits"]["serving"].get(model)
+    if serving is not None:
+        return f"credits ({duration(serving['inSeconds'])})"
+    group = next((g for g in account["quotaWindows"] or () if model in g["models"]), None)
+    for key, label in (("weekly", "weekly "), ("fiveHour", "")):  # an empty window says more than the listing
+        window = group and group[key]
+        if window and not window["remainingFraction"] and window["resetInSeconds"]:
+            return f"0% {label}(wait {duration(window['resetInSeconds'])})"
     return _quota_cell(account["limits"].get(model))
 
 

@@ -121,6 +121,10 @@ class Account:
     needs_verification: bool = False
     verification_url: str | None = None
     suspended_reason: str | None = None
+    # Google One AI credits (gateway/accounts/credits.py): model -> until when credits serve it; the last failure.
+    credits_until: dict[str, float] = field(default_factory=dict)
+    credits_failed_at: float | None = None
+    credits_error: str | None = None
     # model -> epoch seconds when its rate limit lifts
     cooldowns: dict[str, float] = field(default_factory=dict)
     # model -> the quota last seen in the upstream's listing
