@@ -58,7 +58,8 @@ TOS_BANNED = "This service has been disabled in this account for violation of Te
 VALIDATION_MESSAGE = "Verify your account to continue using Antigravity."
 HELP = "type.googleapis.com/google.rpc.Help"
 # Quota windows (docs/upstream.md, "Quota windows"): the fake's window names, their proto Duration on the wire.
-WINDOWS = {"5h": ("18000s", "5-hour limit", timedelta(hours=5)), "weekly": ("604800s", "Weekly limit", timedelta(days=7))}
+WINDOWS = {"5h": ("18000s", "5-hour limit", timedelta(hours=5)),
+           "weekly": ("604800s", "Weekly limit", timedelta(days=7))}
 # group -> (displayName, the model ids it covers): one group per model line, as the Antigravity quota panel shows.
 QUOTA_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "claude": ("Claude and GPT-OSS", ("claude-sonnet-4-6", "claude-opus-4-6-thinking", "gpt-oss-120b-medium")),

@@ -16,7 +16,7 @@ from tests.fake_cloudcode import ERROR_INFO, HELP, TOS_BANNED, FakeCloudCode
 from tests.test_accounts_cli import cli, entries, wait_for
 from tests.test_accounts_pool import ask, post, running
 
-URL = "https://accounts.google.com/signin/continue?sarp=1&scc=1&continue=https://developers.google.com/gemini-code-assist"
+URL = "https://accounts.google.com/signin/continue?sarp=1&scc=1&continue=https://antigravity.google/verify"
 ALICE, BOB = "alice@example.com", "bob@example.com"
 
 
@@ -43,7 +43,9 @@ def health(url: str) -> dict:
 
 def refused(status: int, message: str, *details: dict) -> UpstreamHTTPError:
     error = {"code": status, "message": message, "status": "PERMISSION_DENIED"}
-    return UpstreamHTTPError(status, json.dumps({"error": {**error, **({"details": list(details)} if details else {})}}))
+    if details:
+        error["details"] = list(details)
+    return UpstreamHTTPError(status, json.dumps({"error": error}))
 
 
 def validation(metadata: dict) -> dict:
@@ -82,7 +84,8 @@ def test_validation_required_marks_the_account_and_the_next_one_serves(fake, duo
     assert (alice["status"], alice["validationUrl"]) == (NEEDS_VERIFICATION, URL) and URL in alice["error"]
     assert report["needsVerification"] == 1 and report["available"] == 1 and report["suspended"] == 0
     assert report["accounts"][1]["validationUrl"] is None
-    assert "1 needing verification, 0 suspended" in table and f"\u2514\u2500 Google wants the account verified: open {URL}" in table
+    assert "1 needing verification, 0 suspended" in table
+    assert f"\u2514\u2500 Google wants the account verified: open {URL}" in table
     assert next(line for line in table.splitlines() if line.startswith("alice")).split()[1] == NEEDS_VERIFICATION
     saved = entries(duo_file)[ALICE]
     assert saved["needsVerification"] is True and saved["validationUrl"] == URL and saved["needsVerificationAt"]

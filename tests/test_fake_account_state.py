@@ -7,7 +7,16 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.fake_cloudcode import TOS_BANNED
-from tests.test_fake_cloudcode import EMAIL, PROJECT, Client, assert_invalid, assert_ok, client, error_of, fake, user  # noqa: F401
+from tests.test_fake_cloudcode import (  # noqa: F401 - fixtures
+    EMAIL,
+    PROJECT,
+    assert_invalid,
+    assert_ok,
+    client,
+    error_of,
+    fake,
+    user,
+)
 
 URL = "https://accounts.google.com/signin/continue?sarp=1&continue=verify"
 CREDITS = {"enabledCreditTypes": ["GOOGLE_ONE_AI"]}

@@ -56,7 +56,8 @@ def test_parse_windows_reads_groups_their_models_and_both_windows() -> None:
     ]}
     first, second = parse_windows(summary)
     assert first == QuotaGroup(CLAUDE, (MODEL,), Quota(0.5, at(2)), Quota(None, at(50)))
-    assert second == QuotaGroup("Gemini", ("gemini-pro-agent", "gemini-3.1-pro-low"), Quota(None, None), Quota(1.0, None))
+    gemini = ("gemini-pro-agent", "gemini-3.1-pro-low")
+    assert second == QuotaGroup("Gemini", gemini, Quota(None, None), Quota(1.0, None))
     assert parse_windows({}) == [] and parse_windows({"groups": None}) == []
     assert [window_kind(w) for w in ("18000s", "86400s", "604800s", "7D", "5h", None, "?")] == [
         "fiveHour", "fiveHour", "weekly", "weekly", "fiveHour", None, None]

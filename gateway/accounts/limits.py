@@ -3,7 +3,7 @@
 The upstream's model listing gives the remaining fraction and the reset time per model, its quota summary the
 5-hour and weekly windows per model group; the pool adds what the gateway itself knows (its cooldowns after
 429s, accounts marked invalid, disabled ones). Accounts are asked in parallel, so the report takes as long as
-the slowest account, not the sum.
+the slowest account, not the sum. Accounts Google refused, and models served from AI credits, are marked.
 """
 
 from __future__ import annotations
@@ -96,11 +96,11 @@ def refresh_windows(pool: AccountPool, client: CloudCodeClient, account: Account
 
 
 def _credits(account: Account, now: float) -> tuple[bool, dict[str, Any]]:
-    """Whether the account serves some model from its AI credits now, which, until when; and their last failure."""
-    serving = credits.serving(account, now)
+    """Whether the account serves a model from its AI credits now; which, until when; and their last failure."""
+    serving = sorted(credits.serving(account, now).items())
     failed = account.credits_failed_at
     return bool(serving), {
-        "serving": {model: {"until": iso(until), "inSeconds": round(until - now)} for model, until in sorted(serving.items())},
+        "serving": {model: {"until": iso(until), "inSeconds": round(until - now)} for model, until in serving},
         "failedAt": iso(failed),
         "error": account.credits_error if failed is not None else None,
         "retryInSeconds": max(0, round(failed + credits.FAILED_PAUSE - now)) if failed is not None else None,
@@ -169,7 +169,7 @@ def _limit(quota: Quota | None, now: float) -> dict[str, Any] | None:
 
 
 def limits_table(report: dict[str, Any]) -> str:
-    """The report as two aligned tables a person reads in a terminal: accounts, then models x accounts."""
+    """The report as aligned tables a person reads in a terminal: accounts, quota windows, models x accounts."""
     accounts = report["accounts"]
     names = short_names([a["email"] for a in accounts])
     lines = [
