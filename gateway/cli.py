@@ -7,6 +7,7 @@ neither loses the other's changes, and the gateway picks the new state up within
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 import webbrowser
@@ -19,14 +20,26 @@ import requests
 from . import config
 from .accounts import oauth
 from .accounts.credentials import InvalidGrant, TokenRefreshFailed
-from .accounts.limits import aligned, in_parallel
-from .accounts.pool import Account, build_account, iso
+from .accounts.limits import WINDOWS_LEGEND, aligned, in_parallel, short_names, window_entries, windows_rows
+from .accounts.pool import (
+    CLEAR_SUSPENSION,
+    CLEAR_VERIFICATION,
+    Account,
+    build_account,
+    iso,
+    parse_windows,
+    suspension_fields,
+    verification_fields,
+)
+from .accounts.refusals import SUSPENDED, account_refusal
 from .accounts.store import AccountsFileError, account_entries, read_accounts_file, update_accounts_file
 from .upstream.client import CloudCodeClient
 from .upstream.errors import UpstreamConnectionError, UpstreamHTTPError
 
 # How long `accounts add` waits for the browser to come back.
 BROWSER_TIMEOUT = 300.0
+# Longest upstream silence `accounts list` and `verify` wait through for one account.
+LIST_TIMEOUT = 15.0
 
 
 class CommandError(Exception):
@@ -63,7 +76,10 @@ def _parser() -> argparse.ArgumentParser:
                             help="seconds to wait for the browser (default %(default).0f)")
     add_parser.set_defaults(run=add)
 
-    actions.add_parser("list", help="show the accounts and their state").set_defaults(run=list_accounts)
+    list_parser = actions.add_parser("list", help="show the accounts, their state and quota windows")
+    list_parser.add_argument("--offline", action="store_true",
+                             help="only what the accounts file says: do not ask Google for the quota windows")
+    list_parser.set_defaults(run=list_accounts)
     actions.add_parser("verify", help="refresh every token and report which work").set_defaults(run=verify)
     for name, run, text in (
         ("remove", remove, "remove an account"),
@@ -164,7 +180,36 @@ def list_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
               e.get("projectId") or "-", _status(e)] for e in entries]
     print(f"Accounts in {path}:\n")
     print("\n".join(aligned(rows)))
+    if not args.offline:
+        _print_windows(settings, entries)
     return 0
+
+
+def _print_windows(settings: config.Settings, entries: list[dict[str, Any]]) -> None:
+    """Each usable account's 5-hour and weekly quota windows, asked of the upstream now (in parallel)."""
+    client = _quick_client(settings)
+    usable = [build_account(e, settings) for e in entries if e.get("refreshToken") and _status(e) == "ok"]
+    now = time.time()
+    windows: dict[str, list[dict[str, Any]] | None] = {}
+
+    def ask(account: Account) -> None:
+        try:
+            summary = client.fetch_quota_summary(account)
+        except (InvalidGrant, TokenRefreshFailed, UpstreamHTTPError, UpstreamConnectionError):
+            return
+        windows[account.email] = window_entries(parse_windows(summary), now) if summary is not None else None
+
+    in_parallel(usable, ask)
+    asked = {account.email for account in usable}
+    # "?": asked, no answer; "-": not asked (the status says why).
+    blocked = [None if e["email"] in windows else "?" if e["email"] in asked else "-" for e in entries]
+    names = short_names([e["email"] for e in entries])
+    rows = windows_rows(names, [windows.get(e["email"]) for e in entries], blocked)
+    if len(rows) == 1:
+        print("\nQuota windows: unavailable (the upstream did not answer for any usable account)")
+        return
+    print("\n" + "\n".join(aligned(rows)))
+    print(f"\nWindows: {WINDOWS_LEGEND}")
 
 
 def _status(entry: dict[str, Any]) -> str:
@@ -172,6 +217,10 @@ def _status(entry: dict[str, Any]) -> str:
         return "no refresh token (re-add it)"
     if entry.get("isInvalid"):
         return f"invalid: {entry.get('invalidReason') or 'refresh token rejected'}"
+    if entry.get("isSuspended"):
+        return _suspended(entry["email"], entry.get("suspendedReason") or "by Google")
+    if entry.get("needsVerification"):
+        return _unverified(entry.get("validationUrl"))
     if entry.get("enabled", True) is False:
         return "disabled"
     return "ok"
@@ -187,8 +236,17 @@ def remove(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def enable(settings: config.Settings, args: argparse.Namespace) -> int:
-    _change(settings.accounts_file, args.email, lambda data: _entry(data, args.email).update(enabled=True))
-    print(f"Enabled {args.email}")
+    """Back into rotation: undoes `disable`, and lifts a suspension (the user's call: Google may ban it again)."""
+    lifted = False
+
+    def change(data: dict[str, Any]) -> None:
+        nonlocal lifted
+        entry = _entry(data, args.email)
+        lifted = entry.get("isSuspended") is True
+        entry.update(enabled=True, **(CLEAR_SUSPENSION if lifted else {}))
+
+    _change(settings.accounts_file, args.email, change)
+    print(f"Enabled {args.email}" + (" (its suspension is lifted)" if lifted else ""))
     return 0
 
 
@@ -213,47 +271,82 @@ def _change(path: Path, email: str, change: Callable[[dict[str, Any]], None]) ->
 
 
 def verify(settings: config.Settings, args: argparse.Namespace) -> int:
-    """Refresh every token and ask userinfo whose it is; record in the file which accounts are invalid."""
+    """Refresh every token, ask userinfo whose it is and the upstream whether the account may serve; record
+    in the file which accounts are invalid, suspended or waiting for verification, and clear what no longer is."""
     path = settings.accounts_file
     accounts = [build_account(entry, settings) for entry in account_entries(read_accounts_file(path))]
     if not accounts:
         print(f"No accounts in {path}. Add one with: python -m gateway accounts add")
         return 0
-    results: dict[str, tuple[str | None, bool]] = {}
+    client = _quick_client(settings)
+    results: dict[str, tuple[str | None, dict[str, Any]]] = {}
 
     def check(account: Account) -> None:
-        try:
-            account.tokens.force_refresh()
-            owner = oauth.fetch_email(settings, account.tokens.token(), account.session)
-            problem = None if owner == account.email else f"the token belongs to {owner}"
-            results[account.email] = (problem, False)
-        except InvalidGrant as exc:
-            results[account.email] = (f"refresh token rejected: {exc}", True)
-        except (TokenRefreshFailed, oauth.OAuthError, requests.RequestException) as exc:
-            results[account.email] = (str(exc), False)
+        results[account.email] = _check(settings, client, account)
 
     in_parallel(accounts, check)
     for account in accounts:
         problem, _ = results[account.email]
         print(f"OK    {account.email}" if problem is None else f"FAIL  {account.email}: {problem}")
-    _record_validity(path, results)
+    _record_marks(path, {email: marks for email, (_, marks) in results.items()})
     return 0 if all(problem is None for problem, _ in results.values()) else 1
 
 
-def _record_validity(path: Path, results: dict[str, tuple[str | None, bool]]) -> None:
-    """Mark rejected tokens invalid and clear the mark of working ones; other failures may pass."""
+def _check(settings: config.Settings, client: CloudCodeClient, account: Account) -> tuple[str | None, dict[str, Any]]:
+    """What is wrong with the account (None: nothing), and the marks to set or clear in its entry."""
+    now = time.time()
+    try:
+        account.tokens.force_refresh()
+        owner = oauth.fetch_email(settings, account.tokens.token(), account.session)
+    except InvalidGrant as exc:
+        reason = f"refresh token rejected: {exc}"
+        return reason, {"isInvalid": True, "invalidReason": reason, "invalidAt": iso(now)}
+    except (TokenRefreshFailed, oauth.OAuthError, requests.RequestException) as exc:
+        return str(exc), {}
+    if owner != account.email:
+        return f"the token belongs to {owner}", {}
+    valid = {"isInvalid": False, "invalidReason": None}
+    try:
+        client.fetch_available_models(account)  # cheap, and refused like a generate call when Google objects
+    except UpstreamHTTPError as exc:
+        refusal = account_refusal(exc)
+        if refusal is None:
+            return f"the Cloud Code API answered: {exc}", valid
+        if refusal.kind == SUSPENDED:
+            return _suspended(account.email, refusal.message), {**valid, **suspension_fields(refusal.message, now)}
+        return _unverified(refusal.url), {**valid, **verification_fields(refusal.url, refusal.message, now)}
+    except (TokenRefreshFailed, UpstreamConnectionError) as exc:
+        return str(exc), valid
+    if account.suspended_reason is not None:  # only `enable` lifts a ban
+        return _suspended(account.email, account.suspended_reason), {**valid, **CLEAR_VERIFICATION}
+    return None, {**valid, **CLEAR_VERIFICATION}
+
+
+def _record_marks(path: Path, marks: dict[str, dict[str, Any]]) -> None:
+    """Set the marks found and clear those that no longer hold; an entry without a mark gains no field."""
 
     def change(data: dict[str, Any]) -> None:
-        for email, (problem, rejected) in results.items():
+        for email, fields in marks.items():
             entry = _entry(data, email)
             if entry is None:
                 continue
-            if rejected:
-                entry.update(isInvalid=True, invalidReason=problem, invalidAt=iso(time.time()))
-            elif problem is None and entry.get("isInvalid"):
-                entry.update(isInvalid=False, invalidReason=None)
+            entry.update({key: value for key, value in fields.items() if value not in (None, False) or entry.get(key)})
 
     update_accounts_file(path, change)
+
+
+def _quick_client(settings: config.Settings) -> CloudCodeClient:
+    """A client for a person waiting at the terminal: a silent upstream must not hold a command for the
+    generation read timeout."""
+    return CloudCodeClient(dataclasses.replace(settings, read_timeout=min(settings.read_timeout, LIST_TIMEOUT)))
+
+
+def _suspended(email: str, reason: str) -> str:
+    return f"suspended: {reason} (`python -m gateway accounts enable {email}` to use it again)"
+
+
+def _unverified(url: str | None) -> str:
+    return f"needs verification: open {url or 'the link Google sent'}, then run `python -m gateway accounts verify`"
 
 
 def _say(text: str) -> None:

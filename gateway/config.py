@@ -109,6 +109,18 @@ def _redis_url(raw: str) -> str | None:
     return url
 
 
+def _switch(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """``on``/``off`` (or true/false, yes/no, 1/0); unset or empty is the default."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) -> str:
     value = (env.get(name) or default).lower()
     if value not in allowed:
@@ -178,6 +190,8 @@ class Settings:
     # The Antigravity version reported to Google: this one when pinned, else the one the manifest names.
     client_version: str | None = None
     client_version_url: str = ANTIGRAVITY_MANIFEST_URL
+    # Let an account out of quota serve from its Google One AI credits (they cost money: off by default).
+    ai_credits: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -221,4 +235,5 @@ class Settings:
             oauth_redirect_port=_int(env, "GATEWAY_OAUTH_REDIRECT_PORT", OAUTH_REDIRECT_PORT),
             client_version=_version(env, "GATEWAY_CLIENT_VERSION"),
             client_version_url=env.get("GATEWAY_CLIENT_VERSION_URL") or ANTIGRAVITY_MANIFEST_URL,
+            ai_credits=_switch(env, "GATEWAY_AI_CREDITS"),
         )

@@ -14,8 +14,10 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .accounts import credits
 from .accounts.credentials import InvalidGrant, TokenRefreshFailed
-from .accounts.pool import Account, AccountPool, AllTried
+from .accounts.pool import Account, AccountPool
+from .accounts.refusals import note_refusal
 from .accounts.store import update_account_entry
 from .catalog import ANTHROPIC, Catalog, ModelInfo
 from .config import Settings
@@ -234,7 +236,7 @@ class Dispatcher:
         while True:
             try:
                 return self.pool.acquire(model.id, exclude=budget.failed, avoid=budget.avoid, session=session)
-            except AllTried as exc:
+            except ServiceUnavailable as exc:  # AllTried, or the last usable account was just marked unusable
                 raise budget.last_error or exc from None
             except RateLimited as exc:
                 wait = exc.retry_after or 0.0
@@ -286,7 +288,8 @@ class Dispatcher:
             headers = {}
             if model.vendor == ANTHROPIC and translation.thinking:
                 headers["anthropic-beta"] = "interleaved-thinking-2025-05-14"
-            stream = self.client.stream_generate(account, translation.body, extra_headers=headers)
+            stream = credits.open_stream(self.client, account, model.id, translation.body, headers,
+                                         enabled=self.settings.ai_credits, now=time.time())
         except InvalidGrant as exc:
             self.pool.mark_invalid(account, f"refresh token rejected: {exc}")
             error = AuthenticationFailed("a Google account's refresh token was rejected")
@@ -310,6 +313,7 @@ class Dispatcher:
                 raise _Failed(error, Failure.UNAUTHORIZED) from None
             if exc.status in ACCOUNT_REFUSALS:
                 log.warning("%s refused %s (%d): %s", account.label, model.id, exc.status, exc.message)
+                note_refusal(self.pool, account, exc)  # verification wanted, or a ban: out of rotation
                 raise _Failed(error, Failure.BROKEN) from None
             raise error from None
         return stream, ResponseParser(translation.tool_names)

@@ -9,6 +9,7 @@ import time
 from flask import current_app
 
 from .accounts.credentials import InvalidGrant
+from .accounts.limits import refresh_windows
 from .accounts.pool import AccountPool
 from .catalog import Catalog
 from .config import Settings
@@ -87,6 +88,7 @@ class Gateway:
                     log.warning("model listing via %s failed: %s", account.label, type(exc).__name__)
                     continue
                 self.pool.record_quotas(account, listing)
+                refresh_windows(self.pool, self.client, account)
                 if self.catalog.update_from_listing(listing):
                     self._listing_at = time.monotonic()
                     return True

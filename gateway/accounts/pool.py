@@ -33,6 +33,7 @@ from requests.adapters import HTTPAdapter
 from ..catalog import is_listed_id
 from ..config import Settings
 from ..errors import RateLimited, ServiceUnavailable
+from ..upstream.errors import parse_duration
 from .credentials import TokenSource
 from .store import AccountsFileError, account_entries, read_accounts_file, update_account_entry, update_accounts_file
 
@@ -47,6 +48,10 @@ SESSION_TTL = 3600.0
 MAX_SESSIONS = 10_000
 # Quota weight of an account known to be out of quota: still a last resort (the upstream decides).
 EXHAUSTED_WEIGHT = 0.01
+# ... and of one whose weekly window is empty: out for days, so behind every other.
+WEEKLY_EXHAUSTED_WEIGHT = 0.001
+# A quota window longer than this is the weekly one (docs/upstream.md, "Quota windows").
+SHORT_WINDOW_MAX = 86400.0
 
 
 def new_session() -> requests.Session:
@@ -92,6 +97,16 @@ class Quota:
         return epoch(self.reset_time)
 
 
+@dataclass(frozen=True)
+class QuotaGroup:
+    """The quota windows of one group of models on one account, from retrieveUserQuotaSummary."""
+
+    name: str
+    models: tuple[str, ...]
+    five_hour: Quota | None = None
+    weekly: Quota | None = None
+
+
 @dataclass(eq=False)
 class Account:
     email: str
@@ -101,10 +116,21 @@ class Account:
     project_id: str | None = None
     enabled: bool = True
     invalid_reason: str | None = None
+    # Google refused the account (gateway/accounts/refusals.py): it wants it verified in a browser (at
+    # ``verification_url``), or banned it (``suspended_reason``, its message).
+    needs_verification: bool = False
+    verification_url: str | None = None
+    suspended_reason: str | None = None
+    # Google One AI credits (gateway/accounts/credits.py): model -> until when credits serve it; the last failure.
+    credits_until: dict[str, float] = field(default_factory=dict)
+    credits_failed_at: float | None = None
+    credits_error: str | None = None
     # model -> epoch seconds when its rate limit lifts
     cooldowns: dict[str, float] = field(default_factory=dict)
     # model -> the quota last seen in the upstream's listing
     quotas: dict[str, Quota] = field(default_factory=dict)
+    # The 5-hour and weekly windows per model group; None until the upstream told (or if it cannot).
+    windows: list[QuotaGroup] | None = None
     last_used: float | None = None
     project_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -114,7 +140,8 @@ class Account:
         return self.email.split("@", 1)[0]
 
     def usable(self) -> bool:
-        return self.enabled and self.invalid_reason is None
+        return (self.enabled and self.invalid_reason is None and not self.needs_verification
+                and self.suspended_reason is None)
 
     def cooldown_left(self, model: str, now: float) -> float:
         until = self.cooldowns.get(model)
@@ -130,14 +157,32 @@ class Account:
         return {model: until - now for model, until in list(self.cooldowns.items()) if until > now}
 
     def quota_weight(self, model: str, now: float) -> float:
-        """The remaining fraction last seen for ``model``; 1 when unknown or already reset."""
-        quota = self.quotas.get(model)
-        if quota is None:
-            return 1.0
-        reset_at = quota.reset_at
-        if reset_at is not None and reset_at <= now:
-            return 1.0
-        return max(quota.fraction or 0.0, EXHAUSTED_WEIGHT)
+        """The smallest remaining fraction last seen for ``model`` (listing, 5-hour and weekly window); 1 when
+        unknown or already reset. An empty weekly window weighs least of all: it lasts days."""
+        if self.weekly_reset(model, now) is not None:
+            return WEEKLY_EXHAUSTED_WEIGHT
+        group = self.quota_group(model)
+        weight = 1.0
+        for quota in (self.quotas.get(model), group and group.five_hour, group and group.weekly):
+            if not quota:
+                continue
+            reset_at = quota.reset_at
+            if reset_at is None or reset_at > now:
+                weight = min(weight, max(quota.fraction or 0.0, EXHAUSTED_WEIGHT))
+        return weight
+
+    def quota_group(self, model: str) -> QuotaGroup | None:
+        return next((group for group in self.windows or () if model in group.models), None)
+
+    def weekly_reset(self, model: str, now: float) -> float | None:
+        """When ``model``'s weekly window refills, if it is empty now: until then every 429 is that (the 429
+        itself does not say so; docs/upstream.md, "Quota windows")."""
+        group = self.quota_group(model)
+        weekly = group.weekly if group else None
+        if weekly is None or weekly.fraction is not None:
+            return None
+        reset_at = weekly.reset_at
+        return reset_at if reset_at is not None and reset_at > now else None
 
 
 def build_account(entry: dict[str, Any], settings: Settings) -> Account:
@@ -158,6 +203,9 @@ def build_account(entry: dict[str, Any], settings: Settings) -> Account:
         project_id=project if isinstance(project, str) and project else None,
         enabled=entry.get("enabled", True) is not False,
         invalid_reason=_invalid_reason(entry),
+        needs_verification=entry.get("needsVerification") is True,
+        verification_url=_text(entry.get("validationUrl")),
+        suspended_reason=_suspended_reason(entry),
     )
 
 
@@ -166,6 +214,31 @@ def _invalid_reason(entry: dict[str, Any]) -> str | None:
     if entry.get("isInvalid") is not True:
         return None
     return str(entry.get("invalidReason") or "refresh token rejected")
+
+
+def _suspended_reason(entry: dict[str, Any]) -> str | None:
+    """A ban stays until the user lifts it with `accounts enable`."""
+    if entry.get("isSuspended") is not True:
+        return None
+    return _text(entry.get("suspendedReason")) or "suspended by Google"
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def verification_fields(url: str | None, message: str, now: float) -> dict[str, Any]:
+    """How the accounts file keeps a needs-verification mark (the CLI writes it too)."""
+    return {"needsVerification": True, "validationUrl": url, "verificationMessage": message,
+            "needsVerificationAt": iso(now)}
+
+
+def suspension_fields(reason: str, now: float) -> dict[str, Any]:
+    return {"isSuspended": True, "suspendedReason": reason, "suspendedAt": iso(now)}
+
+
+CLEAR_VERIFICATION = {"needsVerification": False, "validationUrl": None, "verificationMessage": None}
+CLEAR_SUSPENSION = {"isSuspended": False, "suspendedReason": None}
 
 
 def parse_quotas(listing: dict[str, Any]) -> dict[str, Quota]:
@@ -183,6 +256,56 @@ def parse_quotas(listing: dict[str, Any]) -> dict[str, Quota]:
             reset if isinstance(reset, str) else None,
         )
     return quotas
+
+
+def parse_windows(summary: dict[str, Any]) -> list[QuotaGroup]:
+    """The groups of a retrieveUserQuotaSummary answer that name their models, with their two windows."""
+    groups: list[QuotaGroup] = []
+    for group in summary.get("groups") or []:
+        if not isinstance(group, dict):
+            continue
+        models = tuple(_model_ids(group.get("modelIds") or group.get("models")))
+        windows: dict[str, Quota] = {}
+        for bucket in group.get("buckets") or []:
+            kind = window_kind(bucket.get("window")) if isinstance(bucket, dict) else None
+            if kind is None:
+                continue
+            fraction, reset = bucket.get("remainingFraction"), bucket.get("resetTime")
+            windows[kind] = Quota(
+                float(fraction) if isinstance(fraction, (int, float)) and fraction > 0 else None,
+                reset if isinstance(reset, str) else None,
+            )
+        if models and windows:
+            name = group.get("displayName")
+            groups.append(QuotaGroup(name if isinstance(name, str) and name else models[0], models,
+                                     windows.get("fiveHour"), windows.get("weekly")))
+    return groups
+
+
+def _model_ids(value: Any) -> list[str]:
+    """``["id", ...]`` or ``[{"id"|"modelId": ...}, ...]``."""
+    ids = []
+    for item in value if isinstance(value, list) else []:
+        if isinstance(item, dict):
+            item = item.get("modelId") or item.get("id")
+        if isinstance(item, str) and item:
+            ids.append(item)
+    return ids
+
+
+def window_kind(window: Any) -> str | None:
+    """``fiveHour`` or ``weekly`` for a bucket's ``window``: a proto Duration (``"18000s"``) or a name."""
+    if not isinstance(window, str):
+        return None
+    text = window.strip().upper()
+    seconds = parse_duration(window)
+    if seconds is not None:
+        return "weekly" if seconds > SHORT_WINDOW_MAX else "fiveHour"
+    if "WEEK" in text or "7D" in text or "7_D" in text:
+        return "weekly"
+    if "HOUR" in text or "5H" in text or "5_H" in text:
+        return "fiveHour"
+    return None
 
 
 class AllTried(ServiceUnavailable):
@@ -318,10 +441,14 @@ class AccountPool:
         return next((a for a in self.accounts if a.email == email), None)
 
     def mark_rate_limited(self, account: Account, model: str, seconds: float) -> None:
-        until = time.time() + max(seconds, MIN_COOLDOWN)
+        """Keep the account off ``model`` for ``seconds``, or until its weekly window refills if that is empty."""
+        now = time.time()
+        given, seconds = seconds, cooldown_seconds(account, model, seconds, now)
+        until = now + max(seconds, MIN_COOLDOWN)
         with self._lock:
             account.cooldowns[model] = until
-        log.warning("account %s rate-limited on %s for %.1fs", account.label, model, seconds)
+        log.warning("account %s rate-limited on %s for %.1fs%s", account.label, model, seconds,
+                    " (its weekly quota is empty)" if seconds > given else "")
         self._share_cooldown(account, model, until)
         if self.on_rate_limit is not None:
             self.on_rate_limit(account, model)
@@ -360,8 +487,48 @@ class AccountPool:
         log.info("account %s is valid again", account.label)
         self._save(account, {"isInvalid": False, "invalidReason": None})
 
+    def mark_needs_verification(self, account: Account, url: str | None, message: str) -> None:
+        """Google wants the account verified in a browser: out of rotation, and the URL kept in the accounts
+        file for the user, until a call succeeds again (`accounts verify`, POST /refresh-token)."""
+        with self._lock:
+            if account.needs_verification and account.verification_url == url:
+                return  # said once already
+            account.needs_verification, account.verification_url = True, url
+        log.error("account %s needs verification: open %s, then run `python -m gateway accounts verify`",
+                  account.label, url or f"the link Google sent ({message})")
+        self._save(account, verification_fields(url, message, time.time()))
+
+    def clear_needs_verification(self, account: Account) -> None:
+        if not account.needs_verification:
+            return
+        account.needs_verification, account.verification_url = False, None
+        log.info("account %s is verified again", account.label)
+        self._save(account, CLEAR_VERIFICATION)
+
+    def mark_suspended(self, account: Account, reason: str) -> None:
+        """Google banned the account: it is never used again until the user runs `accounts enable` (the mark
+        is in the accounts file, so a restart does not forget it)."""
+        with self._lock:
+            if account.suspended_reason is not None:
+                return
+            account.suspended_reason = reason
+        log.error("account %s suspended by Google: %s; it stays out until `python -m gateway accounts enable`",
+                  account.label, reason)
+        self._save(account, suspension_fields(reason, time.time()))
+
+    def refused_counts(self) -> dict[str, int]:
+        """How many accounts Google refused, by why; only the non-zero counts."""
+        self.reload_if_changed()
+        counts = {"needsVerification": sum(1 for a in self.accounts if a.needs_verification),
+                  "suspended": sum(1 for a in self.accounts if a.suspended_reason is not None)}
+        return {name: count for name, count in counts.items() if count}
+
     def record_quotas(self, account: Account, listing: dict[str, Any]) -> None:
         account.quotas = parse_quotas(listing)
+
+    def record_windows(self, account: Account, summary: dict[str, Any] | None) -> None:
+        """The account's quota windows; None when the upstream could not say (they are then unknown)."""
+        account.windows = parse_windows(summary) if summary is not None else None
 
     def no_account_message(self) -> str:
         path = self.accounts_file
@@ -373,8 +540,9 @@ class AccountPool:
                 f"GATEWAY_ACCOUNTS_FILE at an accounts file (looked at {path})"
             )
         return (
-            "no usable Google account: every configured account is disabled or its refresh token was rejected; "
-            "see `python -m gateway accounts list`, and re-add rejected ones with `python -m gateway accounts add`"
+            "no usable Google account: every configured account is disabled, suspended, waiting for verification "
+            "or its refresh token was rejected; see `python -m gateway accounts list`, and re-add rejected ones "
+            "with `python -m gateway accounts add`"
         )
 
     def _save(self, account: Account, fields: dict[str, Any]) -> None:
@@ -415,6 +583,13 @@ class AccountPool:
             self._reload_lock.release()
 
 
+def cooldown_seconds(account: Account, model: str, seconds: float, now: float) -> float:
+    """How long a 429 keeps ``account`` off ``model``: what the upstream said, but at least until the weekly
+    reset when the weekly window is empty (the upstream's delay then speaks of the 5-hour window, or nothing)."""
+    weekly = account.weekly_reset(model, now)
+    return max(seconds, weekly - now) if weekly is not None else seconds
+
+
 def _file_state(path: Path | None) -> tuple[int, int, int] | None:
     """What tells a rewritten file apart: every atomic write is a new inode."""
     if path is None:
@@ -442,6 +617,9 @@ def _build_all(entries: list[dict[str, Any]], settings: Settings, current: list[
         else:
             account.enabled = entry.get("enabled", True) is not False
             account.invalid_reason = _invalid_reason(entry)
+            account.needs_verification = entry.get("needsVerification") is True
+            account.verification_url = _text(entry.get("validationUrl"))
+            account.suspended_reason = _suspended_reason(entry)
             project = entry.get("projectId")
             if isinstance(project, str) and project:
                 account.project_id = project

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 from ..accounts.credentials import InvalidGrant, TokenRefreshFailed
 from ..accounts.limits import account_limits, in_parallel, limits_table
 from ..accounts.pool import Account
+from ..accounts.refusals import recheck
 from ..errors import InvalidRequest, NotFound
 from ..runtime import current_gateway
 
@@ -23,6 +24,7 @@ def health() -> Response:
     pool = current_gateway().pool
     active = pool.active_count()
     body: dict[str, object] = {"status": "ok", "accounts": len(pool.accounts), "activeAccounts": active}
+    body.update(pool.refused_counts())  # needsVerification, suspended: when there are any
     if pool.error or active == 0:
         body["error"] = pool.no_account_message()
     return jsonify(body)
@@ -60,8 +62,11 @@ def limits() -> Response:
 
 @bp.post("/refresh-token")
 def refresh_token() -> tuple[Response, int]:
-    """Refresh every account's token now (or ``?email=``'s) and say how each went; never shows a token."""
-    pool = current_gateway().pool
+    """Refresh every account's token now (or ``?email=``'s) and say how each went; never shows a token.
+
+    An account waiting for verification is asked again whether it can serve (a success clears the mark)."""
+    gateway = current_gateway()
+    pool = gateway.pool
     email = request.args.get("email")
     if email:
         account = pool.find(email)
@@ -84,7 +89,8 @@ def refresh_token() -> tuple[Response, int]:
             results[account.email] = {"status": "error", "error": str(exc)}
         else:
             pool.clear_invalid(account)
-            results[account.email] = {"status": "ok", "expiresAt": account.tokens.expiry_iso}
+            problem = recheck(pool, gateway.client, account)
+            results[account.email] = problem or {"status": "ok", "expiresAt": account.tokens.expiry_iso}
 
     in_parallel(accounts, refresh)
     entries = [{"email": account.email, **results[account.email]} for account in accounts]

@@ -213,6 +213,17 @@ class CloudCodeClient:
                 return _json(self._post(account, "fetchAvailableModels", {}))
             raise
 
+    def fetch_quota_summary(self, account: Account) -> dict[str, Any] | None:
+        """The 5-hour and weekly quota windows per model group (docs/upstream.md, "Quota windows"); None where
+        the upstream does not have the method (404)."""
+        body = {"project": account.project_id} if account.project_id else {}
+        try:
+            return _json(self._post(account, "retrieveUserQuotaSummary", body))
+        except UpstreamHTTPError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     # -- project discovery ------------------------------------------------------------------------
 
     def discover_project(self, account: Account) -> tuple[str, bool]:
