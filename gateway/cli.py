@@ -32,7 +32,16 @@ from .accounts.pool import (
     verification_fields,
 )
 from .accounts.refusals import SUSPENDED, account_refusal
-from .accounts.store import AccountsFileError, account_entries, read_accounts_file, update_accounts_file
+from .accounts.store import (
+    AccountsFileError,
+    AccountsSource,
+    EnvSource,
+    FileSource,
+    account_entries,
+    export_line,
+    read_accounts_file,
+)
+from .state import open_store
 from .upstream.client import CloudCodeClient
 from .upstream.errors import UpstreamConnectionError, UpstreamHTTPError
 
@@ -76,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
                             help="seconds to wait for the browser (default %(default).0f)")
     add_parser.set_defaults(run=add)
 
+    actions.add_parser("export", help="print the accounts file as one line for GATEWAY_ACCOUNTS_JSON").set_defaults(
+        run=export)
     list_parser = actions.add_parser("list", help="show the accounts, their state and quota windows")
     list_parser.add_argument("--offline", action="store_true",
                              help="only what the accounts file says: do not ask Google for the quota windows")
@@ -96,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def add(settings: config.Settings, args: argparse.Namespace) -> int:
+    if settings.accounts_json:
+        raise CommandError("GATEWAY_ACCOUNTS_JSON is set: add the account to a file (unset the variable), then put "
+                           "the output of `python -m gateway accounts export` into the variable")
     if args.no_browser:
         auth, code = _authorize_by_paste(settings, args.login_hint)
     else:
@@ -158,7 +172,7 @@ def _save_account(path: Path, email: str, refresh_token: str, project: str | Non
         if project:
             entry["projectId"] = project
 
-    update_accounts_file(path, change)
+    FileSource(path).update(change)
     return added
 
 
@@ -170,15 +184,15 @@ def _entry(data: dict[str, Any], email: str) -> dict[str, Any] | None:
 
 
 def list_accounts(settings: config.Settings, args: argparse.Namespace) -> int:
-    path = settings.accounts_file
-    entries = [e for e in read_accounts_file(path)["accounts"] if isinstance(e, dict) and e.get("email")]
+    source = accounts_source(settings)
+    entries = [e for e in source.read()["accounts"] if isinstance(e, dict) and e.get("email")]
     if not entries:
-        print(f"No accounts in {path}. Add one with: python -m gateway accounts add")
+        print(f"No accounts in {source.description}. Add one with: python -m gateway accounts add")
         return 0
     rows = [["Email", "Enabled", "Project", "Status"]]
     rows += [[e["email"], "yes" if e.get("enabled", True) is not False else "no",
               e.get("projectId") or "-", _status(e)] for e in entries]
-    print(f"Accounts in {path}:\n")
+    print(f"Accounts in {source.description}:\n")
     print("\n".join(aligned(rows)))
     if not args.offline:
         _print_windows(settings, entries)
@@ -230,7 +244,7 @@ def remove(settings: config.Settings, args: argparse.Namespace) -> int:
     def change(data: dict[str, Any]) -> None:
         data["accounts"] = [e for e in data["accounts"] if not (isinstance(e, dict) and e.get("email") == args.email)]
 
-    _change(settings.accounts_file, args.email, change)
+    _change(accounts_source(settings), args.email, change)
     print(f"Removed {args.email}")
     return 0
 
@@ -245,26 +259,26 @@ def enable(settings: config.Settings, args: argparse.Namespace) -> int:
         lifted = entry.get("isSuspended") is True
         entry.update(enabled=True, **(CLEAR_SUSPENSION if lifted else {}))
 
-    _change(settings.accounts_file, args.email, change)
+    _change(accounts_source(settings), args.email, change)
     print(f"Enabled {args.email}" + (" (its suspension is lifted)" if lifted else ""))
     return 0
 
 
 def disable(settings: config.Settings, args: argparse.Namespace) -> int:
-    _change(settings.accounts_file, args.email, lambda data: _entry(data, args.email).update(enabled=False))
+    _change(accounts_source(settings), args.email, lambda data: _entry(data, args.email).update(enabled=False))
     print(f"Disabled {args.email}")
     return 0
 
 
-def _change(path: Path, email: str, change: Callable[[dict[str, Any]], None]) -> None:
+def _change(source: AccountsSource, email: str, change: Callable[[dict[str, Any]], None]) -> None:
     """Apply ``change`` under the file lock, refusing (without writing) when the account is not there."""
 
     def checked(data: dict[str, Any]) -> None:
         if _entry(data, email) is None:
-            raise CommandError(f"no account {email} in {path} (see `python -m gateway accounts list`)")
+            raise CommandError(f"no account {email} in {source.description} (see `python -m gateway accounts list`)")
         change(data)
 
-    update_accounts_file(path, checked)
+    source.update(checked)
 
 
 # -- verify -----------------------------------------------------------------------------------------------
@@ -273,10 +287,10 @@ def _change(path: Path, email: str, change: Callable[[dict[str, Any]], None]) ->
 def verify(settings: config.Settings, args: argparse.Namespace) -> int:
     """Refresh every token, ask userinfo whose it is and the upstream whether the account may serve; record
     in the file which accounts are invalid, suspended or waiting for verification, and clear what no longer is."""
-    path = settings.accounts_file
-    accounts = [build_account(entry, settings) for entry in account_entries(read_accounts_file(path))]
+    source = accounts_source(settings)
+    accounts = [build_account(entry, settings) for entry in account_entries(source.read())]
     if not accounts:
-        print(f"No accounts in {path}. Add one with: python -m gateway accounts add")
+        print(f"No accounts in {source.description}. Add one with: python -m gateway accounts add")
         return 0
     client = _quick_client(settings)
     results: dict[str, tuple[str | None, dict[str, Any]]] = {}
@@ -288,7 +302,7 @@ def verify(settings: config.Settings, args: argparse.Namespace) -> int:
     for account in accounts:
         problem, _ = results[account.email]
         print(f"OK    {account.email}" if problem is None else f"FAIL  {account.email}: {problem}")
-    _record_marks(path, {email: marks for email, (_, marks) in results.items()})
+    _record_marks(source, {email: marks for email, (_, marks) in results.items()})
     return 0 if all(problem is None for problem, _ in results.values()) else 1
 
 
@@ -322,7 +336,7 @@ def _check(settings: config.Settings, client: CloudCodeClient, account: Account)
     return None, {**valid, **CLEAR_VERIFICATION}
 
 
-def _record_marks(path: Path, marks: dict[str, dict[str, Any]]) -> None:
+def _record_marks(source: AccountsSource, marks: dict[str, dict[str, Any]]) -> None:
     """Set the marks found and clear those that no longer hold; an entry without a mark gains no field."""
 
     def change(data: dict[str, Any]) -> None:
@@ -332,7 +346,7 @@ def _record_marks(path: Path, marks: dict[str, dict[str, Any]]) -> None:
                 continue
             entry.update({key: value for key, value in fields.items() if value not in (None, False) or entry.get(key)})
 
-    update_accounts_file(path, change)
+    source.update(change)
 
 
 def _quick_client(settings: config.Settings) -> CloudCodeClient:
@@ -347,6 +361,22 @@ def _suspended(email: str, reason: str) -> str:
 
 def _unverified(url: str | None) -> str:
     return f"needs verification: open {url or 'the link Google sent'}, then run `python -m gateway accounts verify`"
+
+
+def export(settings: config.Settings, args: argparse.Namespace) -> int:
+    """The accounts file as the one-line value of GATEWAY_ACCOUNTS_JSON (for a PaaS config var)."""
+    data = read_accounts_file(settings.accounts_file)
+    if not account_entries(data):
+        raise CommandError(f"no accounts in {settings.accounts_file} to export")
+    print(export_line(data))
+    return 0
+
+
+def accounts_source(settings: config.Settings) -> AccountsSource:
+    """The accounts the server reads: GATEWAY_ACCOUNTS_JSON (overrides in the shared state) or the file."""
+    if settings.accounts_json:
+        return EnvSource(settings.accounts_json, open_store(settings.redis_url, settings.shared_state_dir))
+    return FileSource(settings.accounts_file)
 
 
 def _say(text: str) -> None:

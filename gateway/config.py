@@ -146,6 +146,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     accounts_file: Path = field(default_factory=_default_accounts_file)
+    # The accounts file's JSON itself (PaaS config vars); when set, it replaces the file.
+    accounts_json: str | None = None
     # Where gunicorn's workers share what one learns (signature memory); None: each process keeps its own.
     shared_state_dir: Path | None = None
     # Redis for the state several instances share; None: the embedded store (one machine).
@@ -207,6 +209,7 @@ class Settings:
             host=env.get("HOST", "127.0.0.1"),
             port=_int(env, "PORT", 8080),
             accounts_file=Path(accounts).expanduser() if accounts else _default_accounts_file(),
+            accounts_json=env.get("GATEWAY_ACCOUNTS_JSON", "").strip() or None,
             shared_state_dir=Path(shared).expanduser() if (shared := env.get("GATEWAY_SHARED_STATE_DIR")) else None,
             redis_url=_redis_url(env.get("GATEWAY_REDIS_URL", "")),
             cloudcode_urls=urls or (DAILY_URL, PROD_URL),

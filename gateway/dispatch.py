@@ -18,7 +18,6 @@ from .accounts import credits
 from .accounts.credentials import InvalidGrant, TokenRefreshFailed
 from .accounts.pool import Account, AccountPool
 from .accounts.refusals import note_refusal
-from .accounts.store import update_account_entry
 from .catalog import ANTHROPIC, Catalog, ModelInfo
 from .config import Settings
 from .core.events import CONTENT_EVENTS, Event, Finish, KeepAlive, SignatureDelta, TextDelta, ToolCallEvent, Usage
@@ -279,11 +278,8 @@ class Dispatcher:
     def _open(self, account: Account, request: Request, model: ModelInfo) -> tuple[UpstreamStream, ResponseParser]:
         try:
             project, discovered = self.client.discover_project(account)
-            if discovered and self.pool.accounts_file is not None:
-                try:
-                    update_account_entry(self.pool.accounts_file, account.email, {"projectId": project})
-                except OSError as exc:
-                    log.warning("could not save the project of %s: %s", account.label, exc)
+            if discovered:
+                self.pool.save(account, {"projectId": project})
             translation = build_request(request, model, project=project, signatures=self.signatures)
             headers = {}
             if model.vendor == ANTHROPIC and translation.thinking:

@@ -32,8 +32,8 @@ class Gateway:
     def __init__(self, settings: Settings, pool: AccountPool | None = None) -> None:
         self.settings = settings
         # An unusable accounts file still starts the gateway: /health and requests say what is wrong.
-        self.pool = pool if pool is not None else AccountPool.from_file(settings)
         self.state = open_store(settings.redis_url, settings.shared_state_dir)
+        self.pool = pool if pool is not None else AccountPool.from_settings(settings, self.state)
         self.version = ClientVersion.from_settings(settings, self.state)
         self.version.start()
         self.client = CloudCodeClient(settings, self.version)

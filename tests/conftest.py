@@ -18,6 +18,7 @@ from app import create_app
 from gateway.config import Settings
 from tests.fake_cloudcode import FakeCloudCode
 
+ROOT = Path(__file__).resolve().parent.parent
 REFRESH_TOKEN = "1//refresh-token-alice-SECRET"
 # A real 1x1 PNG, base64.
 PNG = base64.b64encode(

@@ -188,15 +188,14 @@ def test_metrics_add_up_the_workers(gunicorn_url, fake) -> None:
 
 
 def test_a_429_seen_by_one_worker_keeps_every_worker_off_that_account(fake, tmp_path) -> None:
-    """The cooldown goes into the accounts file, which every worker re-reads (at most once a second)."""
-    import json as json_module
-
+    """The cooldown goes into the state the workers share (no file write in the request), read as they choose."""
     from tests.conftest import REFRESH_TOKEN, write_accounts
 
     fake.add_account("bob@example.com", refresh_token="1//refresh-bob", project_id="proj-bob")
     accounts = write_accounts(tmp_path / "accounts.json", [
         {"email": "alice@example.com", "refreshToken": REFRESH_TOKEN, "projectId": "proj-alice"},
         {"email": "bob@example.com", "refreshToken": "1//refresh-bob", "projectId": "proj-bob"}])
+    before = accounts.read_bytes()
     fake.enqueue(Reply.error(429, reason="QUOTA_EXHAUSTED", retry_delay="3600s"), email="alice@example.com")
     port = free_port()
     env = {**upstream_env(fake, accounts), "GATEWAY_ACCOUNT_STRATEGY": "sticky"}
@@ -207,10 +206,6 @@ def test_a_429_seen_by_one_worker_keeps_every_worker_off_that_account(fake, tmp_
         assert wait_healthy(url)
         first = requests.post(f"{url}/v1/messages", json=ask, headers={"Connection": "close"}, timeout=10)
         assert first.status_code == 200  # alice's 429, then bob
-        limits = json_module.loads(accounts.read_text())["accounts"][0]["modelRateLimits"]
-        assert limits["gemini-3-flash-agent"]["isRateLimited"] is True
-        assert limits["gemini-3-flash-agent"]["resetTime"] / 1000 - time.time() > 3500
-        time.sleep(1.2)  # every worker has looked at the file again by now
         for _ in range(10):  # new connections: both workers take some
             answer = requests.post(f"{url}/v1/messages", json=ask, headers={"Connection": "close"}, timeout=10)
             assert answer.status_code == 200
@@ -219,6 +214,7 @@ def test_a_429_seen_by_one_worker_keeps_every_worker_off_that_account(fake, tmp_
         process.wait(timeout=15)
     served = [r.email for r in fake.generate_requests()]
     assert served.count("alice@example.com") == 1 and served.count("bob@example.com") == 11
+    assert accounts.read_bytes() == before
 
 
 def test_claude_thinking_kept_for_an_openai_client_reaches_whichever_worker_takes_the_next_turn(

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -35,7 +35,8 @@ from ..config import Settings
 from ..errors import RateLimited, ServiceUnavailable
 from ..upstream.errors import parse_duration
 from .credentials import TokenSource
-from .store import AccountsFileError, account_entries, read_accounts_file, update_account_entry, update_accounts_file
+from ..state import MemoryStore, StateStore
+from .store import AccountsFileError, AccountsSource, EnvSource, FileSource, account_entries
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ POOL_SIZE_PER_ACCOUNT = 256
 MIN_COOLDOWN = 1.0
 # Hybrid strategy: how long a quiet conversation keeps its account, and how many conversations are remembered.
 SESSION_TTL = 3600.0
+# How long a quota snapshot from the model listing is worth sharing.
+QUOTA_TTL = 600.0
 MAX_SESSIONS = 10_000
 # Quota weight of an account known to be out of quota: still a last resort (the upstream decides).
 EXHAUSTED_WEIGHT = 0.01
@@ -185,7 +188,8 @@ class Account:
         return reset_at if reset_at is not None and reset_at > now else None
 
 
-def build_account(entry: dict[str, Any], settings: Settings) -> Account:
+def build_account(entry: dict[str, Any], settings: Settings, state: StateStore | None = None) -> Account:
+    """``state``: where the workers and instances share the account's access token (one refresh for all)."""
     session = new_session()
     tokens = TokenSource(
         entry["refreshToken"],
@@ -193,6 +197,8 @@ def build_account(entry: dict[str, Any], settings: Settings) -> Account:
         client_id=settings.oauth_client_id,
         client_secret=settings.oauth_client_secret,
         session=session,
+        shared=state,
+        key=fingerprint(entry["refreshToken"]),
     )
     project = entry.get("projectId")
     return Account(
@@ -319,13 +325,16 @@ class AccountPool:
     def __init__(
         self,
         accounts: list[Account],
-        accounts_file: Path | None = None,
+        source: AccountsSource | None = None,
         *,
         strategy: str = "hybrid",
         settings: Settings | None = None,
+        state: StateStore | None = None,
     ) -> None:
         self.accounts = accounts
-        self.accounts_file = accounts_file
+        self.source = source
+        # What every worker and instance shares: cooldowns, quota snapshots, conversation affinity.
+        self.state = state if state is not None else MemoryStore()
         self.strategy = strategy
         # Why the accounts file could not be used, if it could not.
         self.error: str | None = None
@@ -335,7 +344,8 @@ class AccountPool:
         self._sessions: OrderedDict[str, tuple[Account, float]] = OrderedDict()
         self._load: Counter[Account] = Counter()
         self._reload_lock = threading.Lock()
-        self._file_state = _file_state(accounts_file)
+        self._source_version = source.version() if source is not None else None
+        self._writes: queue.SimpleQueue[tuple[Account, dict[str, Any]]] | None = None
         self._checked_at = time.monotonic()
         # Seconds between two looks at the accounts file for changes.
         self.reload_interval = 1.0
@@ -343,16 +353,25 @@ class AccountPool:
         self.on_rate_limit: Callable[[Account, str], None] | None = None
 
     @classmethod
-    def from_file(cls, settings: Settings) -> AccountPool:
-        """The pool for the configured accounts file; an unusable file gives an empty pool saying why."""
-        path = settings.accounts_file
-        pool = cls([], path, strategy=settings.account_strategy, settings=settings)
+    def from_settings(cls, settings: Settings, state: StateStore | None = None) -> AccountPool:
+        """The pool for GATEWAY_ACCOUNTS_JSON or the accounts file; unusable ones give an empty pool saying why."""
+        state = state if state is not None else MemoryStore()
         try:
-            pool.accounts = _build_all(account_entries(read_accounts_file(path)), settings, [])
+            source: AccountsSource = (EnvSource(settings.accounts_json, state) if settings.accounts_json
+                                      else FileSource(settings.accounts_file))
+        except AccountsFileError as exc:
+            pool = cls([], None, strategy=settings.account_strategy, settings=settings, state=state)
+            pool.error = str(exc)
+            log.error("accounts unusable: %s", exc)
+            return pool
+        pool = cls([], source, strategy=settings.account_strategy, settings=settings, state=state)
+        try:
+            pool.accounts = _build_all(account_entries(source.read()), settings, [], state)
         except AccountsFileError as exc:
             pool.error = str(exc)
-            log.error("accounts file unusable: %s", exc)
-        log.info("loaded %d account(s) from %s (strategy %s)", len(pool.accounts), path, settings.account_strategy)
+            log.error("accounts unusable: %s", exc)
+        log.info("loaded %d account(s) from %s (strategy %s)", len(pool.accounts), source.description,
+                 settings.account_strategy)
         return pool
 
     # -- choosing ---------------------------------------------------------------------------------
@@ -375,6 +394,7 @@ class AccountPool:
         self.reload_if_changed()
         excluded = set(exclude)
         now = time.time()
+        bound = self._share_in(model, [a for a in self.accounts if a.usable()], session, now)
         with self._lock:
             usable = [a for a in self.accounts if a.usable()]
             if not usable:
@@ -390,17 +410,42 @@ class AccountPool:
                     retry_after=wait,
                 )
             preferred = [a for a in candidates if a is not avoid] or candidates
-            account = self._choose(preferred, model, session, now)
+            account = self._choose(preferred, model, session, bound, now)
             self._last = account
             account.last_used = now
-            return account
+        if session is not None and self.strategy == "hybrid" and account is not bound:
+            self.state.put(f"affinity:{session}", account.email, SESSION_TTL)
+        return account
 
-    def _choose(self, candidates: list[Account], model: str, session: str | None, now: float) -> Account:
+    def _share_in(self, model: str, usable: list[Account], session: str | None, now: float) -> Account | None:
+        """Bring in, in one round trip, what other workers and instances learned that this choice needs: their
+        cooldowns on ``model``, their quota snapshots of it, and the account the conversation is bound to."""
+        keys = [f"cooldown:{a.email}:{model}" for a in usable]
+        hybrid = self.strategy == "hybrid"
+        if hybrid:
+            keys += [f"quota:{a.email}:{model}" for a in usable]
+            if session is not None:
+                keys.append(f"affinity:{session}")
+        values = self.state.get_many(keys)
+        for account, until in zip(usable, values):
+            if isinstance(until, (int, float)) and until > account.cooldowns.get(model, 0.0):
+                account.cooldowns[model] = until
+        if not hybrid:
+            return None
+        for account, quota in zip(usable, values[len(usable):]):
+            if isinstance(quota, list) and len(quota) == 2:
+                account.quotas[model] = Quota(*quota)
+        email = values[-1] if session is not None else None
+        return next((a for a in usable if a.email == email), None)
+
+    def _choose(self, candidates: list[Account], model: str, session: str | None, bound: Account | None,
+                now: float) -> Account:
         if self.strategy == "sticky" and self._last in candidates:
             return self._last
         if self.strategy != "hybrid":
             return self._rotation(candidates)[0]
-        bound = self._sessions.get(session)[0] if session in self._sessions else None
+        if bound is None and session in self._sessions:
+            bound = self._sessions[session][0]
         if bound in candidates:
             account = bound
         else:
@@ -449,35 +494,16 @@ class AccountPool:
             account.cooldowns[model] = until
         log.warning("account %s rate-limited on %s for %.1fs%s", account.label, model, seconds,
                     " (its weekly quota is empty)" if seconds > given else "")
-        self._share_cooldown(account, model, until)
+        # Every worker and instance stays off the pair too (they read it as they choose an account).
+        self.state.put(f"cooldown:{account.email}:{model}", until, until - now)
         if self.on_rate_limit is not None:
             self.on_rate_limit(account, model)
-
-    def _share_cooldown(self, account: Account, model: str, until: float) -> None:
-        """Write the cooldown into the accounts file, where the other gunicorn workers pick it up (within
-        ``reload_interval``) instead of each meeting the same 429; in antigravity-claude-proxy's shape."""
-        if self.accounts_file is None:
-            return
-        now = time.time()
-
-        def change(data: dict[str, Any]) -> None:
-            for entry in data.get("accounts", []):
-                if isinstance(entry, dict) and entry.get("email") == account.email:
-                    limits = {m: v for m, v in (entry.get("modelRateLimits") or {}).items()
-                              if _cooldown_until(v) > now} if isinstance(entry.get("modelRateLimits"), dict) else {}
-                    limits[model] = {"isRateLimited": True, "resetTime": int(until * 1000)}
-                    entry["modelRateLimits"] = limits
-
-        try:
-            update_accounts_file(self.accounts_file, change)
-        except (OSError, AccountsFileError) as exc:
-            log.warning("could not save the cooldown of %s: %s", account.label, exc)
 
     def mark_invalid(self, account: Account, reason: str) -> None:
         """Take the account out of rotation and say why in the accounts file (``accounts list`` shows it)."""
         account.invalid_reason = reason
         log.error("account %s marked invalid: %s", account.label, reason)
-        self._save(account, {"isInvalid": True, "invalidReason": reason, "invalidAt": iso(time.time())})
+        self.save(account, {"isInvalid": True, "invalidReason": reason, "invalidAt": iso(time.time())})
 
     def clear_invalid(self, account: Account) -> None:
         """Its token worked again: back into rotation."""
@@ -485,7 +511,7 @@ class AccountPool:
             return
         account.invalid_reason = None
         log.info("account %s is valid again", account.label)
-        self._save(account, {"isInvalid": False, "invalidReason": None})
+        self.save(account, {"isInvalid": False, "invalidReason": None})
 
     def mark_needs_verification(self, account: Account, url: str | None, message: str) -> None:
         """Google wants the account verified in a browser: out of rotation, and the URL kept in the accounts
@@ -496,14 +522,14 @@ class AccountPool:
             account.needs_verification, account.verification_url = True, url
         log.error("account %s needs verification: open %s, then run `python -m gateway accounts verify`",
                   account.label, url or f"the link Google sent ({message})")
-        self._save(account, verification_fields(url, message, time.time()))
+        self.save(account, verification_fields(url, message, time.time()))
 
     def clear_needs_verification(self, account: Account) -> None:
         if not account.needs_verification:
             return
         account.needs_verification, account.verification_url = False, None
         log.info("account %s is verified again", account.label)
-        self._save(account, CLEAR_VERIFICATION)
+        self.save(account, CLEAR_VERIFICATION)
 
     def mark_suspended(self, account: Account, reason: str) -> None:
         """Google banned the account: it is never used again until the user runs `accounts enable` (the mark
@@ -514,7 +540,7 @@ class AccountPool:
             account.suspended_reason = reason
         log.error("account %s suspended by Google: %s; it stays out until `python -m gateway accounts enable`",
                   account.label, reason)
-        self._save(account, suspension_fields(reason, time.time()))
+        self.save(account, suspension_fields(reason, time.time()))
 
     def refused_counts(self) -> dict[str, int]:
         """How many accounts Google refused, by why; only the non-zero counts."""
@@ -524,20 +550,21 @@ class AccountPool:
         return {name: count for name, count in counts.items() if count}
 
     def record_quotas(self, account: Account, listing: dict[str, Any]) -> None:
-        account.quotas = parse_quotas(listing)
+        account.quotas = quotas = parse_quotas(listing)
+        for model, quota in quotas.items():  # the hybrid strategy of every worker weighs by them
+            self.state.put(f"quota:{account.email}:{model}", [quota.fraction, quota.reset_time], QUOTA_TTL)
 
     def record_windows(self, account: Account, summary: dict[str, Any] | None) -> None:
         """The account's quota windows; None when the upstream could not say (they are then unknown)."""
         account.windows = parse_windows(summary) if summary is not None else None
 
     def no_account_message(self) -> str:
-        path = self.accounts_file
         if self.error:
-            return f"the accounts file cannot be used: {self.error}"
+            return f"the accounts cannot be used: {self.error}"
         if not self.accounts:
             return (
-                f"no Google account is configured: add one with `python -m gateway accounts add`, or point "
-                f"GATEWAY_ACCOUNTS_FILE at an accounts file (looked at {path})"
+                "no Google account is configured: add one with `python -m gateway accounts add`, or point "
+                "GATEWAY_ACCOUNTS_FILE at an accounts file, or set GATEWAY_ACCOUNTS_JSON"
             )
         return (
             "no usable Google account: every configured account is disabled, suspended, waiting for verification "
@@ -545,19 +572,32 @@ class AccountPool:
             "with `python -m gateway accounts add`"
         )
 
-    def _save(self, account: Account, fields: dict[str, Any]) -> None:
-        if self.accounts_file is None:
+    def save(self, account: Account, fields: dict[str, Any]) -> None:
+        """Keep what was learned about the account (project id, marks) where its entry lives, off the request path:
+        a file write waits for the disk (fsync), and nothing the request does depends on it having finished. One
+        writer, in order, so a mark and its clearing cannot land the wrong way round."""
+        if self.source is None:
             return
-        try:
-            update_account_entry(self.accounts_file, account.email, fields)
-        except (OSError, AccountsFileError) as exc:
-            log.warning("could not save the state of %s: %s", account.label, exc)
+        with self._lock:
+            if self._writes is None:
+                self._writes = queue.SimpleQueue()
+                threading.Thread(target=self._write_entries, name="save-accounts", daemon=True).start()
+            self._writes.put((account, fields))
+
+    def _write_entries(self) -> None:
+        assert self._writes is not None and self.source is not None
+        while True:
+            account, fields = self._writes.get()
+            try:
+                self.source.update_entry(account.email, fields)
+            except (OSError, AccountsFileError) as exc:
+                log.warning("could not save the state of %s: %s", account.label, exc)
 
     # -- following the accounts file --------------------------------------------------------------
 
     def reload_if_changed(self) -> None:
         """Re-read the accounts file if it changed (at most once per ``reload_interval``)."""
-        if self._settings is None or self.accounts_file is None:
+        if self._settings is None or self.source is None:
             return
         if time.monotonic() - self._checked_at < self.reload_interval:
             return
@@ -565,18 +605,18 @@ class AccountPool:
             return  # another request is reloading right now
         try:
             self._checked_at = time.monotonic()
-            state = _file_state(self.accounts_file)
-            if state == self._file_state:
+            version = self.source.version()
+            if version == self._source_version:
                 return
-            self._file_state = state
+            self._source_version = version
             try:
-                entries = account_entries(read_accounts_file(self.accounts_file))
+                entries = account_entries(self.source.read())
             except AccountsFileError as exc:
                 self.error = str(exc)
                 log.error("accounts file unusable, keeping the accounts loaded before: %s", exc)
                 return
             with self._lock:
-                self.accounts = _build_all(entries, self._settings, self.accounts)
+                self.accounts = _build_all(entries, self._settings, self.accounts, self.state)
                 self.error = None
             log.info("accounts file changed: %d account(s)", len(self.accounts))
         finally:
@@ -590,18 +630,8 @@ def cooldown_seconds(account: Account, model: str, seconds: float, now: float) -
     return max(seconds, weekly - now) if weekly is not None else seconds
 
 
-def _file_state(path: Path | None) -> tuple[int, int, int] | None:
-    """What tells a rewritten file apart: every atomic write is a new inode."""
-    if path is None:
-        return None
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size
-
-
-def _build_all(entries: list[dict[str, Any]], settings: Settings, current: list[Account]) -> list[Account]:
+def _build_all(entries: list[dict[str, Any]], settings: Settings, current: list[Account],
+               state: StateStore | None = None) -> list[Account]:
     """Accounts for the file's entries, keeping the live ones (tokens, cooldowns) whose token is unchanged."""
     known = {a.email: a for a in current}
     accounts: list[Account] = []
@@ -613,7 +643,7 @@ def _build_all(entries: list[dict[str, Any]], settings: Settings, current: list[
         seen.add(email)
         account = known.get(email)
         if account is None or account.token_fingerprint != fingerprint(entry["refreshToken"]):
-            account = build_account(entry, settings)
+            account = build_account(entry, settings, state)
         else:
             account.enabled = entry.get("enabled", True) is not False
             account.invalid_reason = _invalid_reason(entry)

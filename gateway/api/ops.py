@@ -21,12 +21,18 @@ STARTED = int(time.time())
 
 @bp.get("/health")
 def health() -> Response:
-    pool = current_gateway().pool
+    gateway = current_gateway()
+    pool = gateway.pool
     active = pool.active_count()
     body: dict[str, object] = {"status": "ok", "accounts": len(pool.accounts), "activeAccounts": active}
     body.update(pool.refused_counts())  # needsVerification, suspended: when there are any
     if pool.error or active == 0:
         body["error"] = pool.no_account_message()
+    if gateway.state.backend == "redis":  # requests are served either way; sharing stops while it is down
+        state = gateway.state.health()
+        body["redis"] = "reachable" if state["reachable"] else "unreachable"
+        if not state["reachable"]:
+            body["redisError"] = state["error"]
     return jsonify(body)
 
 
