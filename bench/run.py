@@ -133,7 +133,7 @@ def procfile_command(port: int, extra: list[str], root: Path = ROOT) -> list[str
 
 
 def start_gateway(upstream: Server, workdir: Path, log: Path, extra: list[str] | None = None,
-                  root: Path = ROOT) -> Server:
+                  root: Path = ROOT, env: dict[str, str] | None = None) -> Server:
     """The gateway under gunicorn as the Procfile of ``root`` (a checkout of the project) starts it."""
     accounts = workdir / "accounts.json"
     accounts.write_text(json.dumps({"accounts": [{"email": "bench@example.com", "refreshToken": "1//bench",
@@ -141,7 +141,7 @@ def start_gateway(upstream: Server, workdir: Path, log: Path, extra: list[str] |
     accounts.chmod(0o600)
     port = free_port()
     env = {**os.environ, "GATEWAY_ACCOUNTS_FILE": str(accounts), "GATEWAY_CLOUDCODE_URLS": upstream.url,
-           "GATEWAY_OAUTH_TOKEN_URL": upstream.url + "/token", "HOME": str(workdir)}
+           "GATEWAY_OAUTH_TOKEN_URL": upstream.url + "/token", "HOME": str(workdir), **(env or {})}
     process = subprocess.Popen(procfile_command(port, extra or [], root), cwd=root, env=env, stdout=log.open("a"),
                                stderr=subprocess.STDOUT)
     server = Server(process, f"http://{HOST}:{port}")

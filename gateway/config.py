@@ -7,6 +7,7 @@ deployments, so they are spelled out here in one place rather than read ad hoc a
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +17,13 @@ PROD_URL = "https://cloudcode-pa.googleapis.com"
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 GOOGLE_AUTH_URL = "https://accounts.google.com/o/oauth2/v2/auth"
 GOOGLE_USERINFO_URL = "https://www.googleapis.com/oauth2/v2/userinfo"
-# The loopback port registered with the Antigravity client's redirect URI (protocol notes, 1.1).
+# The Antigravity updater's manifest, which names the version Antigravity users run (docs/upstream.md).
+ANTIGRAVITY_MANIFEST_URL = (
+    "https://antigravity-hub-auto-updater-974169037036.us-central1.run.app/manifest/latest-arm64-mac.yml"
+)
+# The loopback port registered with the Antigravity client's redirect URI (docs/upstream.md, "OAuth").
 OAUTH_REDIRECT_PORT = 51121
-# The Antigravity installed-app client (public in every Antigravity client; see the protocol notes, 1.1).
+# The Antigravity installed-app client (public in every Antigravity client; docs/upstream.md, "OAuth").
 ANTIGRAVITY_CLIENT_ID = "1071006060591-tmhssin2h21lcre235vtolojh4g403ep.apps.googleusercontent.com"
 ANTIGRAVITY_CLIENT_SECRET = "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"
 
@@ -67,6 +72,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(_float(env, name, default))
 
 
+def _version(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if raw and not re.fullmatch(r"\d+(?:\.\d+){1,3}", raw):
+        raise ConfigError(f"{name} must be a version such as 2.11.3, got {raw!r}")
+    return raw or None
+
+
 def _aliases(raw: str, name: str = "GATEWAY_MODEL_ALIASES") -> dict[str, str]:
     """Parse ``client-id=upstream-id,...`` into a mapping."""
     aliases: dict[str, str] = {}
@@ -86,6 +98,27 @@ def _fallbacks(raw: str) -> dict[str, str]:
     if switch in {"1", "true", "yes", "on"}:
         return dict(DEFAULT_MODEL_FALLBACKS)
     return _aliases(raw, "GATEWAY_MODEL_FALLBACK")
+
+
+def _redis_url(raw: str) -> str | None:
+    url = raw.strip()
+    if not url:
+        return None
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("GATEWAY_REDIS_URL must start with redis://, rediss:// or unix://")
+    return url
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """``on``/``off`` (or true/false, yes/no, 1/0); unset or empty is the default."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) -> str:
@@ -113,8 +146,12 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     accounts_file: Path = field(default_factory=_default_accounts_file)
+    # The accounts file's JSON itself (PaaS config vars); when set, it replaces the file.
+    accounts_json: str | None = None
     # Where gunicorn's workers share what one learns (signature memory); None: each process keeps its own.
     shared_state_dir: Path | None = None
+    # Redis for the state several instances share; None: the embedded store (one machine).
+    redis_url: str | None = None
     cloudcode_urls: tuple[str, ...] = (DAILY_URL, PROD_URL)
     oauth_token_url: str = GOOGLE_TOKEN_URL
     oauth_client_id: str = ANTIGRAVITY_CLIENT_ID
@@ -152,6 +189,11 @@ class Settings:
     oauth_auth_url: str = GOOGLE_AUTH_URL
     oauth_userinfo_url: str = GOOGLE_USERINFO_URL
     oauth_redirect_port: int = OAUTH_REDIRECT_PORT
+    # The Antigravity version reported to Google: this one when pinned, else the one the manifest names.
+    client_version: str | None = None
+    client_version_url: str = ANTIGRAVITY_MANIFEST_URL
+    # Let an account out of quota serve from its Google One AI credits (they cost money: off by default).
+    ai_credits: bool = False
     # Seals what clients carry for the gateway (Responses reasoning); None: a key kept with the shared state.
     secret_key: str | None = field(default=None, repr=False)
     # Stored Responses API responses (``store: true``): how long they are kept, and how much of them at most.
@@ -172,7 +214,9 @@ class Settings:
             host=env.get("HOST", "127.0.0.1"),
             port=_int(env, "PORT", 8080),
             accounts_file=Path(accounts).expanduser() if accounts else _default_accounts_file(),
+            accounts_json=env.get("GATEWAY_ACCOUNTS_JSON", "").strip() or None,
             shared_state_dir=Path(shared).expanduser() if (shared := env.get("GATEWAY_SHARED_STATE_DIR")) else None,
+            redis_url=_redis_url(env.get("GATEWAY_REDIS_URL", "")),
             cloudcode_urls=urls or (DAILY_URL, PROD_URL),
             oauth_token_url=env.get("GATEWAY_OAUTH_TOKEN_URL") or GOOGLE_TOKEN_URL,
             oauth_client_id=env.get("GATEWAY_OAUTH_CLIENT_ID") or ANTIGRAVITY_CLIENT_ID,
@@ -197,6 +241,9 @@ class Settings:
             oauth_auth_url=env.get("GATEWAY_OAUTH_AUTH_URL") or GOOGLE_AUTH_URL,
             oauth_userinfo_url=env.get("GATEWAY_OAUTH_USERINFO_URL") or GOOGLE_USERINFO_URL,
             oauth_redirect_port=_int(env, "GATEWAY_OAUTH_REDIRECT_PORT", OAUTH_REDIRECT_PORT),
+            client_version=_version(env, "GATEWAY_CLIENT_VERSION"),
+            client_version_url=env.get("GATEWAY_CLIENT_VERSION_URL") or ANTIGRAVITY_MANIFEST_URL,
+            ai_credits=_switch(env, "GATEWAY_AI_CREDITS"),
             secret_key=env.get("GATEWAY_SECRET_KEY") or None,
             responses_ttl=_float(env, "GATEWAY_RESPONSES_TTL_SECONDS", 24 * 3600.0),
             responses_max_bytes=int(_float(env, "GATEWAY_RESPONSES_MAX_MB", 256) * 1024 * 1024),

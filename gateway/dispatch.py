@@ -7,18 +7,17 @@ failure ends the stream with an error; the client never sees a second start of t
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
-import random
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .accounts import credits
 from .accounts.credentials import InvalidGrant, TokenRefreshFailed
-from .accounts.pool import Account, AccountPool, AllTried
-from .accounts.store import update_account_entry
+from .accounts.pool import Account, AccountPool
+from .accounts.refusals import note_refusal
 from .catalog import ANTHROPIC, Catalog, ModelInfo
 from .config import Settings
 from .core.events import CONTENT_EVENTS, Event, Finish, KeepAlive, SignatureDelta, TextDelta, ToolCallEvent, Usage
@@ -38,7 +37,8 @@ from .media import resolve_remote_images
 from .translate.cloudcode import ResponseParser, build_request, count_tokens_body, session_id
 from .translate.signatures import SignatureRegistry
 from .upstream.client import CloudCodeClient, UpstreamStream
-from .upstream.errors import UpstreamConnectionError, UpstreamHTTPError
+from .engine.policy import Attempts, Failure, RetryPolicy
+from .upstream.errors import ClientVersionRefused, UpstreamConnectionError, UpstreamHTTPError
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,6 @@ DEFAULT_COOLDOWN = 60.0
 FALLBACK_HEADER = "X-Gateway-Fallback-Model"
 # Names the upstream model that answered whenever it is not the name the client asked for.
 MODEL_HEADER = "X-Gateway-Model"
-# Longest single pause between two re-sends after server failures, before jitter.
-MAX_BACKOFF = 16.0
 # Answers about the account rather than the request (no permission on its project, a suspended account, a
 # model its tier lacks): another account may serve it. The last account's answer is what the client sees.
 ACCOUNT_REFUSALS = frozenset({403, 404})
@@ -85,50 +83,11 @@ class Outcome:
         return headers
 
 
-class _Failure(enum.Enum):
-    """How an attempt failed, which decides what the next one does."""
-
-    RATE_LIMITED = "rate limited"  # the pool put the account on cooldown: any other account, now
-    TRANSIENT = "transient"  # 5xx, capacity, connection: back off, then preferably another account
-    UNAUTHORIZED = "unauthorized"  # 401: the same account once more with a fresh token
-    BROKEN = "broken"  # the account cannot serve this request at all: any other account
-
-
 class _Failed(Exception):
-    def __init__(self, error: GatewayError, kind: _Failure) -> None:
+    def __init__(self, error: GatewayError, kind: Failure) -> None:
         super().__init__(error.message)
         self.error = error
         self.kind = kind
-
-
-@dataclass
-class _Budget:
-    """The retry bookkeeping of one request on one model."""
-
-    settings: Settings
-    started: float = field(default_factory=time.monotonic)
-    failed: set[Account] = field(default_factory=set)
-    refreshed: set[Account] = field(default_factory=set)
-    avoid: Account | None = None
-    retries: int = 0
-    last_error: GatewayError | None = None
-
-    def __post_init__(self) -> None:
-        self.empty_left = self.settings.empty_retries
-        self.wait_until = self.started + self.settings.max_wait
-
-    def backoff(self) -> float | None:
-        """The pause before the next re-send after a server failure; None once the budget is spent.
-
-        Exponential with jitter, so concurrent requests that failed together do not retry together.
-        """
-        if self.retries >= self.settings.max_retries:
-            return None
-        delay = min(MAX_BACKOFF, self.settings.server_error_delay * 2**self.retries) * random.uniform(0.5, 1.0)
-        if time.monotonic() + delay - self.started > self.settings.retry_budget:
-            return None
-        self.retries += 1
-        return delay
 
 
 class Dispatcher:
@@ -141,8 +100,13 @@ class Dispatcher:
         signatures: SignatureRegistry,
         *,
         models_changed: Callable[[], bool] = lambda: False,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self.settings = settings
+        self.policy = policy or RetryPolicy(
+            max_retries=settings.max_retries, retry_budget=settings.retry_budget,
+            base_delay=settings.server_error_delay, max_wait=settings.max_wait, empty_retries=settings.empty_retries,
+        )
         self.pool = pool
         self.client = client
         self.catalog = catalog
@@ -222,7 +186,7 @@ class Dispatcher:
         the returned relay can still be retried.
         """
         outcome.model = model.id
-        budget = _Budget(self.settings)
+        budget = self.policy.begin()
         session = session_id(request)
         while True:
             account = yield from self._acquire(model, session, budget)
@@ -237,8 +201,7 @@ class Dispatcher:
                 yield from self._after_failure(account, failure, budget)
                 continue
             if started is None:
-                if budget.empty_left > 0:
-                    budget.empty_left -= 1
+                if budget.retry_empty():
                     log.warning("empty upstream answer from %s, retrying", account.label)
                     time.sleep(self.settings.empty_retry_delay)
                     continue
@@ -263,39 +226,32 @@ class Dispatcher:
             stream.close()
             log.warning("upstream stream from %s broke before content: %s", account.label, exc)
             error = UpstreamError("the upstream connection broke before the answer started")
-            raise _Failed(error, _Failure.TRANSIENT) from None
+            raise _Failed(error, Failure.TRANSIENT) from None
         stream.close()
         return None
 
-    def _acquire(self, model: ModelInfo, session: str, budget: _Budget) -> Generator[Event, None, Account]:
+    def _acquire(self, model: ModelInfo, session: str, budget: Attempts) -> Generator[Event, None, Account]:
         """The next account, waiting (with keep-alives) when all are rate-limited but one frees up soon."""
         while True:
             try:
                 return self.pool.acquire(model.id, exclude=budget.failed, avoid=budget.avoid, session=session)
-            except AllTried as exc:
+            except ServiceUnavailable as exc:  # AllTried, or the last usable account was just marked unusable
                 raise budget.last_error or exc from None
             except RateLimited as exc:
                 wait = exc.retry_after or 0.0
-                if time.monotonic() + wait > budget.wait_until:
+                if not budget.may_wait(wait):
                     raise
                 log.info("every account is rate-limited on %s; waiting %.1fs", model.id, wait)
                 yield from self._pause(wait)
 
-    def _after_failure(self, account: Account, failure: _Failed, budget: _Budget) -> Iterator[Event]:
-        """Decide what the next attempt does; raise when retrying is pointless or the budget is spent."""
-        budget.last_error = failure.error
-        budget.avoid = None
-        if failure.kind is _Failure.TRANSIENT:
-            delay = budget.backoff()
-            if delay is None:
-                raise failure.error from None
+    def _after_failure(self, account: Account, failure: _Failed, budget: Attempts) -> Iterator[Event]:
+        """Pause as the policy says before the next attempt; raise when it says retrying is pointless."""
+        delay = budget.after_failure(account, failure.kind, failure.error)
+        if delay is None:
+            raise failure.error from None
+        if delay > 0:
             log.warning("%s via %s; retrying in %.2fs", failure.error.message, account.label, delay)
-            budget.avoid = account
             yield from self._pause(delay)
-        elif failure.kind is _Failure.UNAUTHORIZED and account not in budget.refreshed:
-            budget.refreshed.add(account)
-        elif failure.kind is not _Failure.RATE_LIMITED:
-            budget.failed.add(account)
 
     def _pause(self, seconds: float) -> Iterator[Event]:
         """Sleep, with a KeepAlive every ping interval so a streaming client's connection stays open."""
@@ -322,38 +278,39 @@ class Dispatcher:
     def _open(self, account: Account, request: Request, model: ModelInfo) -> tuple[UpstreamStream, ResponseParser]:
         try:
             project, discovered = self.client.discover_project(account)
-            if discovered and self.pool.accounts_file is not None:
-                try:
-                    update_account_entry(self.pool.accounts_file, account.email, {"projectId": project})
-                except OSError as exc:
-                    log.warning("could not save the project of %s: %s", account.label, exc)
+            if discovered:
+                self.pool.save(account, {"projectId": project})
             translation = build_request(request, model, project=project, signatures=self.signatures)
             headers = {}
             if model.vendor == ANTHROPIC and translation.thinking:
                 headers["anthropic-beta"] = "interleaved-thinking-2025-05-14"
-            stream = self.client.stream_generate(account, translation.body, extra_headers=headers)
+            stream = credits.open_stream(self.client, account, model.id, translation.body, headers,
+                                         enabled=self.settings.ai_credits, now=time.time())
         except InvalidGrant as exc:
             self.pool.mark_invalid(account, f"refresh token rejected: {exc}")
             error = AuthenticationFailed("a Google account's refresh token was rejected")
-            raise _Failed(error, _Failure.BROKEN) from None
+            raise _Failed(error, Failure.BROKEN) from None
         except TokenRefreshFailed as exc:
-            raise _Failed(UpstreamError(f"token refresh failed: {exc}"), _Failure.TRANSIENT) from None
+            raise _Failed(UpstreamError(f"token refresh failed: {exc}"), Failure.TRANSIENT) from None
         except UpstreamConnectionError as exc:
             error = ServiceUnavailable(f"the Cloud Code API is unreachable ({exc})")
-            raise _Failed(error, _Failure.TRANSIENT) from None
+            raise _Failed(error, Failure.TRANSIENT) from None
         except UpstreamHTTPError as exc:
             error = _gateway_error(exc, model.id)
+            if isinstance(exc, ClientVersionRefused):  # no account is to blame, and none would do better
+                raise error from None
             if exc.retryable:  # capacity is the upstream's, whichever account asks: back off
-                raise _Failed(error, _Failure.TRANSIENT) from None
+                raise _Failed(error, Failure.TRANSIENT) from None
             if exc.is_rate_limit:
                 delay = exc.retry_delay()
                 self.pool.mark_rate_limited(account, model.id, delay if delay is not None else DEFAULT_COOLDOWN)
-                raise _Failed(error, _Failure.RATE_LIMITED) from None
+                raise _Failed(error, Failure.RATE_LIMITED) from None
             if exc.status == 401:
-                raise _Failed(error, _Failure.UNAUTHORIZED) from None
+                raise _Failed(error, Failure.UNAUTHORIZED) from None
             if exc.status in ACCOUNT_REFUSALS:
                 log.warning("%s refused %s (%d): %s", account.label, model.id, exc.status, exc.message)
-                raise _Failed(error, _Failure.BROKEN) from None
+                note_refusal(self.pool, account, exc)  # verification wanted, or a ban: out of rotation
+                raise _Failed(error, Failure.BROKEN) from None
             raise error from None
         return stream, ResponseParser(translation.tool_names)
 
@@ -393,6 +350,8 @@ class Dispatcher:
 def _gateway_error(exc: UpstreamHTTPError, model: str) -> GatewayError:
     """Map an upstream answer to the neutral error the client sees (messages are the upstream's own)."""
     message = exc.message
+    if isinstance(exc, ClientVersionRefused):
+        return UpstreamError(exc.explanation)
     if exc.status == 400:
         return InvalidRequest(message)
     if exc.status == 401:

@@ -9,14 +9,18 @@ import time
 from flask import current_app
 
 from .accounts.credentials import InvalidGrant
+from .accounts.limits import refresh_windows
 from .accounts.pool import AccountPool
 from .catalog import Catalog
 from .config import Settings
 from .dispatch import Dispatcher
 from .sealed import server_sealer
+from .state import open_store
 from .state.responses import response_store
 from .translate.signatures import SignatureRegistry
 from .upstream.client import CloudCodeClient
+from .upstream.errors import ClientVersionRefused
+from .upstream.version import ClientVersion
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +34,17 @@ class Gateway:
     def __init__(self, settings: Settings, pool: AccountPool | None = None) -> None:
         self.settings = settings
         # An unusable accounts file still starts the gateway: /health and requests say what is wrong.
-        self.pool = pool if pool is not None else AccountPool.from_file(settings)
-        self.client = CloudCodeClient(settings)
+        self.state = open_store(settings.redis_url, settings.shared_state_dir)
+        self.pool = pool if pool is not None else AccountPool.from_settings(settings, self.state)
+        self.version = ClientVersion.from_settings(settings, self.state)
+        self.version.start()
+        self.client = CloudCodeClient(settings, self.version)
         self.catalog = Catalog(settings.model_aliases)
-        self.signatures = SignatureRegistry(settings.shared_state_dir)
+        self.signatures = SignatureRegistry(self.state)
         # The Responses API's stored responses, and the key that seals what its clients carry back.
-        self.responses = response_store(settings.shared_state_dir, ttl=settings.responses_ttl,
-                                        max_bytes=settings.responses_max_bytes)
-        self.sealer = server_sealer(settings.secret_key, settings.shared_state_dir)
+        self.responses = response_store(self.state, settings.shared_state_dir, shared=settings.redis_url is not None,
+                                        ttl=settings.responses_ttl, max_bytes=settings.responses_max_bytes)
+        self.sealer = server_sealer(settings.secret_key, self.state)
         self.dispatcher = Dispatcher(settings, self.pool, self.client, self.catalog, self.signatures,
                                      models_changed=self.model_missing)
         self._listing_at = 0.0
@@ -81,10 +88,13 @@ class Gateway:
                 except InvalidGrant as exc:
                     self.pool.mark_invalid(account, f"refresh token rejected: {exc}")
                     continue
+                except ClientVersionRefused:  # every account would hear the same (logged where it was learned)
+                    return False
                 except Exception as exc:  # noqa: BLE001 - a failed listing must not fail the request that asked
                     log.warning("model listing via %s failed: %s", account.label, type(exc).__name__)
                     continue
                 self.pool.record_quotas(account, listing)
+                refresh_windows(self.pool, self.client, account)
                 if self.catalog.update_from_listing(listing):
                     self._listing_at = time.monotonic()
                     return True

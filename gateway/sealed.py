@@ -5,9 +5,10 @@ state (Codex sends ``store: false``) still returns, on its next turn, what the u
 signed thinking, a Gemini call's signature. The gateway seals that with AES-256-GCM (``cryptography``'s
 AESGCM: authenticated, so a changed byte fails to open) under a server key, and binds each blob to its purpose.
 
-The key comes from GATEWAY_SECRET_KEY, else it is generated once and kept in the shared-state directory, where
-every gunicorn worker finds the same one and a restart finds it again. Without either (``python app.py`` with
-no settings) each process makes its own: blobs then open only in the process that sealed them.
+The key comes from GATEWAY_SECRET_KEY, else it is generated once and kept in the state store, where every
+gunicorn worker (and, with Redis, every instance) finds the same one, and a restart finds it again as long as
+the store persists (a GATEWAY_SHARED_STATE_DIR that outlives the server, or Redis). With the process's memory as
+the store (``python app.py`` with no settings) blobs open only in the process that sealed them.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ import base64
 import binascii
 import json
 import logging
-import os
 import secrets
-from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -26,12 +25,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .state import StateStore
+
 log = logging.getLogger(__name__)
 
 # The first byte of every blob: a later format (or key scheme) gets another, and old blobs stay recognisable.
 VERSION = b"\x01"
 NONCE_BYTES = 12
-KEY_FILE = "secret.key"
+KEY_NAME = "secret:sealing-key"
 
 
 class Sealer:
@@ -67,43 +68,26 @@ def derive_key(secret: str) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"gateway sealed v1").derive(secret.encode())
 
 
-def shared_key(directory: Path) -> bytes:
-    """The key kept in ``directory``, made by whichever worker asks first.
+def shared_key(state: StateStore) -> bytes:
+    """The key kept in the state store (``secret:sealing-key``, no expiry), made by whichever worker asks first.
 
-    The file is written under a temporary name and linked into place, so that a worker never reads a
-    half-written key, and a link that loses the race reads the winner's.
+    A lock keeps two workers starting at once from making two keys; the key is read once, at start, so a store
+    that later evicts it changes nothing for a running process.
     """
-    path = directory / KEY_FILE
-    try:
-        return _read_key(path)
-    except FileNotFoundError:
-        pass
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = directory / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass
-    finally:
-        temporary.unlink(missing_ok=True)
-    return _read_key(path)
-
-
-def _read_key(path: Path) -> bytes:
-    key = base64.b64decode(path.read_text().strip())
+    with state.lock(f"lock:{KEY_NAME}", secrets.token_hex(8), ttl=10.0, wait=5.0):
+        stored = state.get(KEY_NAME)
+        if not isinstance(stored, str):
+            stored = base64.b64encode(secrets.token_bytes(32)).decode()
+            state.put(KEY_NAME, stored)
+    key = base64.b64decode(stored)
     if len(key) != 32:
-        raise ValueError(f"{path} does not hold a 256-bit key; remove it to make a new one")
+        raise ValueError(f"the state store's {KEY_NAME} is not a 256-bit key; delete it to make a new one")
     return key
 
 
-def server_sealer(secret: str | None, directory: Path | None) -> Sealer:
+def server_sealer(secret: str | None, state: StateStore) -> Sealer:
     if secret:
         return Sealer(derive_key(secret))
-    if directory is not None:
-        return Sealer(shared_key(directory))
-    log.info("no GATEWAY_SECRET_KEY and no shared state: sealed reasoning opens only in this process")
-    return Sealer(secrets.token_bytes(32))
+    if state.backend == "memory":
+        log.info("no GATEWAY_SECRET_KEY and no shared state: sealed reasoning opens only in this process")
+    return Sealer(shared_key(state))

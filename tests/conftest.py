@@ -18,6 +18,7 @@ from app import create_app
 from gateway.config import Settings
 from tests.fake_cloudcode import FakeCloudCode
 
+ROOT = Path(__file__).resolve().parent.parent
 REFRESH_TOKEN = "1//refresh-token-alice-SECRET"
 # A real 1x1 PNG, base64.
 PNG = base64.b64encode(
@@ -54,6 +55,11 @@ def write_accounts(path: Path, accounts: list[dict]) -> Path:
     return path
 
 
+def manifest_url(fake: FakeCloudCode) -> str:
+    """The fake's copy of the Antigravity updater's manifest (never the real one: tests stay off the network)."""
+    return f"{fake.base_url}/manifest/latest-arm64-mac.yml"
+
+
 def gateway_settings(fake: FakeCloudCode, accounts_file: Path, **overrides) -> Settings:
     values = dict(
         host="127.0.0.1",
@@ -61,6 +67,7 @@ def gateway_settings(fake: FakeCloudCode, accounts_file: Path, **overrides) -> S
         accounts_file=accounts_file,
         cloudcode_urls=(fake.base_url,),
         oauth_token_url=fake.token_url,
+        client_version_url=manifest_url(fake),
         log_level="DEBUG",
         server_error_delay=0.0,
         empty_retry_delay=0.0,
@@ -119,3 +126,103 @@ def image_server() -> Iterator[str]:
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
+
+
+# -- Redis ----------------------------------------------------------------------------------------------------
+
+# The project's machines (CI's included) run Redis here; tests use database 15 of it and empty it first.
+DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/15"
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server of the test's own (for tests that stop and start it), on a free loopback port."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.directory = directory
+        self.process = None
+
+    def start(self) -> RedisServer:
+        import shutil
+        import subprocess
+        import time
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            _missing_redis("redis-server is not on PATH")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.directory)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if _redis_answers(self.url):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+def _missing_redis(reason: str) -> None:
+    import os
+
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"Redis is needed in CI: {reason}")
+    pytest.skip(f"no Redis: {reason}")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """GATEWAY_TEST_REDIS_URL, else the machine's Redis at 127.0.0.1:6379, else a redis-server started here."""
+    import os
+
+    url = os.environ.get("GATEWAY_TEST_REDIS_URL") or DEFAULT_TEST_REDIS
+    if _redis_answers(url):
+        yield url
+        return
+    if os.environ.get("GATEWAY_TEST_REDIS_URL"):
+        _missing_redis(f"GATEWAY_TEST_REDIS_URL={url} does not answer")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_db(redis_url: str) -> str:
+    """The test Redis, emptied: the URL to give the gateway."""
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    return redis_url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()

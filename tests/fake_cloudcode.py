@@ -4,8 +4,8 @@ The gateway's tests talk to this server over a real loopback socket. It is
 deliberately *strict*: it rejects what Google rejects (unknown JSON fields,
 unsupported JSON-Schema keywords, broken tool pairing, forged or misplaced
 thinking signatures, ...) with Google-shaped errors, because a lenient fake
-would agree with the gateway's bugs. Section numbers in comments refer to
-``/work/shared/cloudcode-protocol.md``.
+would agree with the gateway's bugs. Section names in comments refer to
+``docs/upstream.md``.
 
 Try the gateway by hand with ``python -m tests.fake_cloudcode --port 9100``.
 Only the standard library is used, so the fake runs anywhere the tests run.
@@ -53,6 +53,22 @@ MIN_CLIENT_VERSION = "2.0.1"
 NEW_MODEL_CLIENT_VERSION = "2.9.0"
 LEVELS = ("minimal", "low", "medium", "high")
 VERSION_REFUSED = "This version of Antigravity is no longer supported. Please update to receive the latest features!"
+# Account-level refusals (docs/upstream.md, "Account errors").
+TOS_BANNED = "This service has been disabled in this account for violation of Terms of Service."
+VALIDATION_MESSAGE = "Verify your account to continue using Antigravity."
+HELP = "type.googleapis.com/google.rpc.Help"
+# Quota windows (docs/upstream.md, "Quota windows"): the fake's window names, their proto Duration on the wire.
+WINDOWS = {"5h": ("18000s", "5-hour limit", timedelta(hours=5)),
+           "weekly": ("604800s", "Weekly limit", timedelta(days=7))}
+# group -> (displayName, the model ids it covers): one group per model line, as the Antigravity quota panel shows.
+QUOTA_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "claude": ("Claude and GPT-OSS", ("claude-sonnet-4-6", "claude-opus-4-6-thinking", "gpt-oss-120b-medium")),
+    "gemini-pro": ("Gemini Pro", ("gemini-pro-agent", "gemini-3.1-pro-low")),
+    "gemini-flash": ("Gemini Flash", ("gemini-3-flash-agent", "gemini-3.8-flash-tiered", "gemini-3.1-flash-lite")),
+}
+# AI credits (docs/upstream.md, "AI credits"): the only credit type, and what one generate call costs.
+CREDIT_TYPES = frozenset({"GOOGLE_ONE_AI"})
+CREDITS_PER_CALL = 50
 
 
 def _model(display: str, max_tokens: int, max_output: int, thinking: bool, provider: str = GOOGLE,
@@ -99,7 +115,7 @@ DEFAULT_DEPRECATIONS: dict[str, str] = {
 
 
 def vendor(info: dict[str, Any] | None) -> str:
-    """Who made the model: Claude and Gemini differ in signatures, tool ids and validation (section 4.4);
+    """Who made the model: Claude and Gemini differ in signatures, tool ids, validation (docs/upstream.md, "Models");
     an OpenAI model (gpt-oss) takes call ids like Claude and no signatures at all."""
     return (info or {}).get("modelProvider", GOOGLE)
 
@@ -184,6 +200,13 @@ def _seconds(duration: str) -> float:
     return sum(float(n) * scale[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|us|ns|h|m|s)", duration))
 
 
+def _after(moment: str | None, now: datetime) -> bool:
+    """Whether an RFC 3339 time is still ahead; a missing one never passes."""
+    if moment is None:
+        return True
+    return datetime.fromisoformat(moment.replace("Z", "+00:00")) > now
+
+
 def _human(seconds: float) -> str:
     hours, rest = divmod(int(seconds), 3600)
     minutes, secs = divmod(rest, 60)
@@ -225,7 +248,7 @@ def google_error(
     code: int, message: str | None = None, *, status: str | None = None,
     details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
 ) -> ApiError:
-    """The google.rpc.Status envelope every Google API uses for non-2xx answers (section 6.1)."""
+    """The google.rpc.Status envelope every Google API uses for non-2xx answers (docs/upstream.md, "Errors")."""
     error: dict[str, Any] = {
         "code": code,
         "message": message or _DEFAULT_MESSAGES.get(code, "Unknown error."),
@@ -241,7 +264,7 @@ def invalid(message: str) -> ApiError:
 
 
 def oauth_error(status: int, error: str, description: str) -> ApiError:
-    """Google's OAuth endpoints use the flat RFC 6749 shape, not google.rpc.Status (section 1.8)."""
+    """Google's OAuth endpoints use the flat RFC 6749 shape, not google.rpc.Status (docs/upstream.md, "OAuth")."""
     return ApiError(status, {"error": error, "error_description": description})
 
 
@@ -265,7 +288,7 @@ class _Signer:
     Claude signatures bind the exact thinking text, so a gateway that edits,
     trims or re-splits thinking on replay is caught. Gemini signatures only
     prove they came from a Gemini answer. The leading letters mimic the real
-    encodings, which is how clients tell the families apart (section 4.4).
+    encodings, which is how clients tell the families apart (docs/upstream.md, "Thought signatures").
     """
 
     _PREFIX = {"claude": "R", "gemini": "C"}
@@ -308,7 +331,7 @@ class _Failure:
     body: Any
 
     def to_error(self, model: str) -> ApiError:
-        """ErrorInfo first, then RetryInfo: some clients read ``details[0]`` only (section 6.1)."""
+        """ErrorInfo first, then RetryInfo: some clients read ``details[0]`` only (docs/upstream.md, "Errors")."""
         if self.body is not None:
             return ApiError(self.status, self.body, self.headers)
         details: list[dict[str, Any]] = []
@@ -506,6 +529,12 @@ class _Walker:
             if not isinstance(item, str):
                 self._bad_value(f"{at}[{i}]", "TYPE_STRING", item)
 
+    def enums(self, value: Any, at: str, allowed: frozenset[str], proto: str) -> None:
+        """A repeated enum: each value one of its names (proto3 JSON also takes the numbers; no client sends them)."""
+        for i, item in enumerate(self.repeated(value, at, proto)):
+            if not isinstance(item, str) or item not in allowed:
+                self._bad_value(f"{at}[{i}]", PROTO + proto, item)
+
     def struct(self, value: Any, at: str) -> None:
         """``args``/``response`` are google.protobuf.Struct: any JSON object, nothing else."""
         if value is not None and not isinstance(value, dict):
@@ -515,7 +544,7 @@ class _Walker:
         self.message(body, "", ENVELOPE_FIELDS, "Request")
         for name in ("project", "model", "userAgent", "requestType", "requestId"):
             self.scalar(body, name, "", "string")
-        self.strings(_get(body, "enabledCreditTypes"), "enabled_credit_types")
+        self.enums(_get(body, "enabledCreditTypes"), "enabled_credit_types", CREDIT_TYPES, "CreditType")
         request = _get(body, "request")
         if request is not None:
             self.request(request, "request")
@@ -606,7 +635,7 @@ class _Walker:
                     self.schema(schema, f"{where}.{name}")
 
     def schema(self, schema: Any, at: str) -> None:
-        """The OpenAPI subset of section 4.7; every JSON-Schema extra is an unknown name."""
+        """The OpenAPI subset of docs/upstream.md, "Requests"; every JSON-Schema extra is an unknown name."""
         allowed = SCHEMA_FIELDS - {"title"} if self.claude else SCHEMA_FIELDS
         if not self.message(schema, at, allowed, "Schema"):
             return
@@ -1008,7 +1037,7 @@ def _split(text: str, pieces: int) -> list[str]:
 
 
 def _answer_events(reply: Reply, call: _Call, signer: _Signer) -> list[list[dict[str, Any]]]:
-    """The parts of each streamed event, signed per family (section 4.4)."""
+    """The parts of each streamed event, signed per family (docs/upstream.md, "Thought signatures")."""
     events: list[list[dict[str, Any]]] = []
     gemini_signature = None if call.claude else signer.sign("gemini")
     if reply.thinking:
@@ -1084,7 +1113,7 @@ def _part_kind(part: dict[str, Any]) -> str:
 
 def merge_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     """Fold stream chunks into the unary answer: consecutive text and thought parts
-    are concatenated and keep their signature (section 5.2)."""
+    are concatenated and keep their signature (docs/upstream.md, "Streaming responses")."""
     parts: list[dict[str, Any]] = []
     finish, usage = None, None
     for chunk in chunks:
@@ -1121,6 +1150,11 @@ class Account:
     user_id: str
     onboard_calls: int = 0
     project_number: str = ""
+    # Account standing (``require_validation``, ``suspend``) and Google One AI credits (``set_credits``).
+    validation_url: str | None = None
+    validation_detail: str = "both"
+    suspended: bool = False
+    credits: int = 0
 
 
 @dataclass
@@ -1359,13 +1393,28 @@ class _Handler(BaseHTTPRequestHandler):
     def _do_fetchAvailableModels(self, rec: Recorded) -> None:
         account, body = self._account(), self._json_body()
         self.fake._check_client_headers(rec.headers)
+        self.fake._check_standing(account)
         self.fake._check_project(_get(body, "project"), account, optional=True)
         self._send(rec, 200, self.fake._model_listing(account.email))
+
+    def _do_retrieveUserQuotaSummary(self, rec: Recorded) -> None:
+        """Quota per model group in a 5-hour and a weekly window (docs/upstream.md, "Quota windows")."""
+        if not self.fake.quota_summary:
+            return self._do_unknown(rec)
+        account, body = self._account(), self._json_body()
+        self.fake._check_client_headers(rec.headers)
+        self.fake._check_standing(account)
+        for key in body:
+            if _camel(key) != "project":
+                raise invalid(f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.')
+        self.fake._check_project(_get(body, "project"), account, optional=True)
+        self._send(rec, 200, self.fake._quota_summary(account.email))
 
     def _do_countTokens(self, rec: Recorded) -> None:
         account, body = self._account(), self._json_body()
         model = _get(body, "model")
         self.fake._check_client_headers(rec.headers)
+        self.fake._check_standing(account)
         claude = is_claude_model(self.fake.models.get(model) if isinstance(model, str) else None)
         walker = _Walker(claude)
         walker.envelope(body)
@@ -1386,7 +1435,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _generate(self, rec: Recorded, stream: bool) -> None:
         account = self._account()
         self.fake._check_client_headers(rec.headers)
-        call = self.fake._prepare_call(self._json_body(), account, rec.headers)
+        self.fake._check_standing(account)
+        body = self._json_body()
+        call = self.fake._prepare_call(body, account, rec.headers)
+        self.fake._check_quota(account, call.model, _get(body, "enabledCreditTypes") or [])
         reply = self.fake._next_reply(account.email, call.model) or default_reply(call)
         if reply.failure is not None:
             raise reply.failure.to_error(call.model)
@@ -1509,7 +1561,9 @@ class FakeCloudCode:
     """Cloud Code ``v1internal`` plus Google OAuth on one loopback port.
 
     Tests script answers with ``enqueue`` and failures with ``inject``, and
-    inspect ``requests``. Pass ``peer=`` to run a second host (say "prod"
+    inspect ``requests``. Account state: ``set_quota`` (the listing),
+    ``set_quota_window`` (retrieveUserQuotaSummary, and 429s when empty),
+    ``require_validation``/``suspend`` (403s) and ``set_credits``. Pass ``peer=`` to run a second host (say "prod"
     next to "daily") that shares accounts, tokens and signing keys.
     """
 
@@ -1525,6 +1579,8 @@ class FakeCloudCode:
         self._queue: list[tuple[Reply, str | None, str | None]] = []
         self._injections: list[list[Any]] = []
         self._quotas: dict[tuple[str, str], dict[str, Any]] = {}
+        # (email, group, window) -> the bucket's remainingFraction/resetTime, as set_quota_window left them.
+        self._windows: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._sessions: dict[tuple[str, str], int] = {}
         self.requests: list[Recorded] = []
         self.open_streams = 0
@@ -1543,6 +1599,8 @@ class FakeCloudCode:
             {old: {"newModelId": new} for old, new in DEFAULT_DEPRECATIONS.items()} if models is None else {})
         # The version gate (docs/upstream.md): tests raise it mid-run; the manifest says what to send instead.
         self.min_client_version = MIN_CLIENT_VERSION
+        # False: retrieveUserQuotaSummary is not there (404), as on backends that predate it.
+        self.quota_summary = True
         self.manifest_version = "2.11.3"
         self.verbose = False
 
@@ -1595,7 +1653,7 @@ class FakeCloudCode:
         return self._identity.accounts
 
     def add_account(self, email: str, refresh_token: str | None = None, project_id: str | None = _DEFAULT) -> Account:
-        """Register a Google account. ``project_id=None``: not onboarded yet (section 2.5)."""
+        """Register a Google account. ``project_id=None``: not onboarded (docs/upstream.md, "Project discovery")."""
         account = Account(
             email=email,
             refresh_token=refresh_token or "1//fake-" + secrets.token_urlsafe(18),
@@ -1654,6 +1712,54 @@ class FakeCloudCode:
         with self._lock:
             self._quotas[(email, model)] = quota
 
+    def set_quota_window(self, email: str, group: str, window: str, remaining_fraction: float | None,
+                         reset_time_iso: str | None = None) -> None:
+        """One bucket of retrieveUserQuotaSummary: ``group`` a key of QUOTA_GROUPS, ``window`` ``5h`` or ``weekly``.
+
+        A fraction of 0 (or None) with a reset still ahead exhausts the group's models on that account:
+        generate calls answer 429 QUOTA_EXHAUSTED (AI credits aside). An empty 5-hour window says when it
+        resets; an empty weekly window does not, which is how the real 429 leaves clients guessing.
+        """
+        if group not in QUOTA_GROUPS or window not in WINDOWS:
+            raise ValueError(f"no quota window {group}/{window}")
+        bucket: dict[str, Any] = {}
+        if remaining_fraction:  # proto3 leaves a zero out
+            bucket["remainingFraction"] = remaining_fraction
+        if reset_time_iso is not None:
+            bucket["resetTime"] = reset_time_iso
+        with self._lock:
+            self._windows[(email, group, window)] = bucket
+
+    def require_validation(self, email: str, url: str, detail: str = "both") -> None:
+        """Every generate call, count and listing of the account answers 403 VALIDATION_REQUIRED carrying ``url``
+        in ErrorInfo.metadata.validation_url (``detail="metadata"``), a google.rpc.Help link (``"help"``) or both."""
+        if detail not in ("both", "metadata", "help"):
+            raise ValueError(detail)
+        with self._identity.lock:
+            account = self._identity.accounts[email]
+            account.validation_url, account.validation_detail = url, detail
+
+    def clear_validation(self, email: str) -> None:
+        """The user opened the validation URL and verified the account."""
+        with self._identity.lock:
+            self._identity.accounts[email].validation_url = None
+
+    def suspend(self, email: str, suspended: bool = True) -> None:
+        """A Terms-of-Service ban: every generate call, count and listing answers 403 with Google's message."""
+        with self._identity.lock:
+            self._identity.accounts[email].suspended = suspended
+
+    def set_credits(self, email: str, amount: int | bool) -> None:
+        """Google One AI credits: ``True`` for plenty, ``False`` for none, or an amount (a call costs
+        CREDITS_PER_CALL). An exhausted model serves from them when the envelope enables GOOGLE_ONE_AI."""
+        credits = 25_000 if amount is True else int(amount)
+        with self._identity.lock:
+            self._identity.accounts[email].credits = credits
+
+    def credits_left(self, email: str) -> int:
+        with self._identity.lock:
+            return self._identity.accounts[email].credits
+
     # -- internals used by the handler --
 
     def _track(self, connection: socket.socket, add: bool) -> None:
@@ -1687,7 +1793,7 @@ class FakeCloudCode:
         return None
 
     def _cached_tokens(self, email: str, session_id: str | None, prompt: int) -> int:
-        """Prompt caching is keyed by account + sessionId (section 3.4)."""
+        """Prompt caching is keyed by account + sessionId (docs/upstream.md, "Request envelope")."""
         if not session_id:
             return 0
         with self._lock:
@@ -1696,7 +1802,7 @@ class FakeCloudCode:
         return min(previous, prompt) if previous and previous >= self.cache_min_tokens else 0
 
     def _check_client_headers(self, headers: dict[str, str]) -> None:
-        """The real upstream gates on the client's User-Agent (section 2.3)."""
+        """The real upstream gates on the client's User-Agent (docs/upstream.md, "Client version")."""
         if not self.require_headers:
             return
         agent = headers.get("user-agent", "")
@@ -1747,7 +1853,7 @@ class FakeCloudCode:
         return {"id": project, "name": project, "projectNumber": account.project_number}
 
     def _onboard(self, account: Account) -> dict[str, Any]:
-        """A long-running operation polled by re-POSTing (section 2.5)."""
+        """A long-running operation polled by re-POSTing (docs/upstream.md, "Project discovery")."""
         operation = f"operations/onboard-{account.user_id}"
         with self._identity.lock:
             if not account.project_id:
@@ -1758,6 +1864,74 @@ class FakeCloudCode:
         return {"name": operation, "done": True, "response": {
             "@type": "type.googleapis.com/google.internal.cloud.code.v1internal.OnboardUserResponse",
             "cloudaicompanionProject": self._project_json(account)}}
+
+    def _check_standing(self, account: Account) -> None:
+        """An account Google wants verified, or has banned, is refused whatever it asks (docs/upstream.md)."""
+        with self._identity.lock:
+            url, detail, suspended = account.validation_url, account.validation_detail, account.suspended
+        if suspended:
+            raise google_error(403, TOS_BANNED, status="PERMISSION_DENIED")
+        if url is None:
+            return
+        details: list[dict[str, Any]] = [{"@type": ERROR_INFO, "reason": "VALIDATION_REQUIRED", "domain": DOMAIN,
+                                          "metadata": {"validation_url": url} if detail != "help" else {}}]
+        if detail != "metadata":
+            details.append({"@type": HELP, "links": [{"description": "Verify your account", "url": url}]})
+        raise google_error(403, VALIDATION_MESSAGE, status="PERMISSION_DENIED", details=details)
+
+    def _check_quota(self, account: Account, model: str, credit_types: list[str]) -> None:
+        """A model whose quota window is empty answers 429 QUOTA_EXHAUSTED, unless the envelope enables AI
+        credits and the account has them (then the call is paid from them)."""
+        now = datetime.now(timezone.utc)
+        with self._lock:
+            buckets = list(self._windows.items())
+        empty = {window: bucket for (email, group, window), bucket in buckets
+                 if email == account.email and model in self._group_models(group)
+                 and not bucket.get("remainingFraction") and _after(bucket.get("resetTime"), now)}
+        if not empty:
+            return
+        if "GOOGLE_ONE_AI" in credit_types:
+            with self._identity.lock:
+                if account.credits >= CREDITS_PER_CALL:
+                    account.credits -= CREDITS_PER_CALL
+                    return
+            raise google_error(429, "Your Google One AI credit balance is too low for this request.",
+                               details=[{"@type": ERROR_INFO, "reason": "INSUFFICIENT_G1_CREDITS_BALANCE",
+                                         "domain": DOMAIN, "metadata": {"model": model}}])
+        metadata: dict[str, str] = {"model": model}
+        details: list[dict[str, Any]] = [{"@type": ERROR_INFO, "reason": "QUOTA_EXHAUSTED", "domain": DOMAIN,
+                                          "metadata": metadata}]
+        message = "You have exhausted your capacity on this model."
+        if "5h" in empty and empty["5h"].get("resetTime"):
+            reset = datetime.fromisoformat(empty["5h"]["resetTime"].replace("Z", "+00:00"))
+            delay = (reset - now).total_seconds()
+            metadata.update(quotaResetDelay=f"{delay:.3f}s", quotaResetTimeStamp=empty["5h"]["resetTime"])
+            details.append({"@type": RETRY_INFO, "retryDelay": f"{delay:.3f}s"})
+            message += f" Your quota will reset after {_human(delay)}."
+        raise google_error(429, message, details=details)
+
+    def _group_models(self, group: str) -> list[str]:
+        return [model for model in QUOTA_GROUPS[group][1] if model in self.models]
+
+    def _quota_summary(self, email: str) -> dict[str, Any]:
+        """retrieveUserQuotaSummary: a group per model line, each with its 5-hour and weekly bucket."""
+        now = datetime.now(timezone.utc)
+        groups = []
+        for group, (display, _) in QUOTA_GROUPS.items():
+            models = self._group_models(group)
+            if not models:
+                continue
+            buckets = []
+            for window, (duration, label, length) in WINDOWS.items():
+                with self._lock:
+                    bucket = self._windows.get((email, group, window))
+                if bucket is None:
+                    bucket = {"remainingFraction": 1.0, "resetTime": _iso(now + length)}
+                buckets.append({"bucketId": f"{group}-{window}", "window": duration, **bucket,
+                                "displayName": label, "description": f"{label} for {display} models"})
+            groups.append({"displayName": display, "description": f"Shared by {', '.join(models)}",
+                           "modelIds": models, "buckets": buckets})
+        return {"groups": groups}
 
     def _model_listing(self, email: str) -> dict[str, Any]:
         """Section 7.1: an object keyed by id; proto3 leaves false/zero fields out."""
@@ -1789,7 +1963,7 @@ class FakeCloudCode:
             raise oauth_error(400, "invalid_request", "client_secret is missing.")
 
     def _grant(self, form: dict[str, str]) -> dict[str, Any]:
-        """The token endpoint (sections 1.5, 1.6, 1.8)."""
+        """The token endpoint (docs/upstream.md, "OAuth")."""
         self._check_client(form)
         grant = form.get("grant_type", "")
         if grant == "refresh_token":
@@ -1833,7 +2007,7 @@ class FakeCloudCode:
         return self._token_answer(grant["email"], refresh_token)
 
     def _authorize(self, query: dict[str, str]) -> str:
-        """Google's consent screen, already clicked through: 302 back with a code (section 1.2).
+        """Google's consent screen, already clicked through: 302 back with a code (docs/upstream.md, "OAuth").
         Test-only parameters: ``login_hint`` picks the account, ``test_error`` denies."""
         for name in ("client_id", "redirect_uri", "response_type", "scope"):
             if not query.get(name):

@@ -34,6 +34,7 @@ def test_unreadable_keys_file_is_a_config_error(tmp_path) -> None:
         ({"GATEWAY_LOG_FORMAT": "xml"}, "GATEWAY_LOG_FORMAT"),
         ({"GATEWAY_MAX_BODY_MB": "-1"}, "GATEWAY_MAX_BODY_MB"),
         ({"GATEWAY_MODEL_ALIASES": "nonsense"}, "GATEWAY_MODEL_ALIASES"),
+        ({"GATEWAY_CLIENT_VERSION": "latest"}, "GATEWAY_CLIENT_VERSION"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict, name: str) -> None:
@@ -52,3 +53,10 @@ def test_urls_timeouts_cors_and_body_limit() -> None:
     assert settings.connect_timeout == 2.5 and settings.read_timeout == 60.0
     assert settings.cors_origins == ("https://x.example", "https://y.example")
     assert settings.max_body_bytes == 2 * 1024 * 1024 and settings.admin_key == "adm"
+
+
+def test_client_version_pin_and_manifest_url() -> None:
+    assert Settings.from_env({}).client_version is None
+    assert Settings.from_env({}).client_version_url.endswith("/manifest/latest-arm64-mac.yml")
+    settings = Settings.from_env({"GATEWAY_CLIENT_VERSION": " 3.0.2 ", "GATEWAY_CLIENT_VERSION_URL": "http://m/x.yml"})
+    assert settings.client_version == "3.0.2" and settings.client_version_url == "http://m/x.yml"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.translate.replay import call_id, replayable, restore_thinking
 from gateway.catalog import KNOWN_MODELS
+from gateway.state import local as local_state
 from gateway.core.events import Finish, SignatureDelta, TextDelta, ThinkingDelta, ToolCallEvent, Usage
 from gateway.core.request import Message, Request, Text, Thinking, ToolCall, ToolResult
 from gateway.schemas.openai import CHAT_COMPLETION_SCHEMA
@@ -29,7 +30,7 @@ def test_turn_thinking_keeps_only_signed_blocks_as_fresh_copies() -> None:
 
 def test_turn_thinking_expires_and_is_bounded(monkeypatch) -> None:
     now = [1000.0]
-    monkeypatch.setattr(signatures_module.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(local_state.time, "monotonic", lambda: now[0])
     registry = SignatureRegistry()
     registry.remember_turn_thinking("call_old", [Thinking("t", SIG_C)])
     now[0] += 2 * 3600 + 1

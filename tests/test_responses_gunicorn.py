@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 
@@ -33,6 +34,12 @@ def workers(fake, accounts_file) -> Iterator[str]:  # noqa: ANN001
         process.wait(timeout=15)
 
 
+def forget_kept_thinking(path) -> None:  # noqa: ANN001
+    """Drop the Claude thinking the signature registry keeps under call ids (``turn:`` keys of the state store)."""
+    with sqlite3.connect(path) as db:
+        assert db.execute("DELETE FROM state WHERE key LIKE 'turn:%'").rowcount > 0
+
+
 def client(url: str) -> openai.OpenAI:
     """A new client per turn: a new connection, which either worker may accept."""
     return openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0)
@@ -62,8 +69,8 @@ def test_claude_thinking_loop_on_any_worker(workers, fake, mode) -> None:  # noq
 
 
 def test_sealed_reasoning_opens_after_a_restart(fake, accounts_file, tmp_path) -> None:  # noqa: ANN001
-    """The generated key is kept in the shared-state directory: a restarted gateway opens what it sealed before.
-    The signature memory is removed between the runs, so only the sealed reasoning can give the thinking back."""
+    """The generated key is kept in the shared state: a restarted gateway opens what it sealed before. The thinking
+    kept under call ids is removed between the runs, so only the sealed reasoning can give it back."""
     state = tmp_path / "state"
     env = {**upstream_env(fake, accounts_file), "GATEWAY_SHARED_STATE_DIR": str(state)}
     env.pop("GATEWAY_SECRET_KEY", None)
@@ -88,8 +95,8 @@ def test_sealed_reasoning_opens_after_a_restart(fake, accounts_file, tmp_path) -
         finally:
             process.terminate()
             process.wait(timeout=15)
-        for memory in state.glob("signatures.sqlite3*"):
-            memory.unlink()
+        if run == 0:
+            forget_kept_thinking(state / "state.sqlite3")
     assert answers[1].output_text == "Snow."
     parts = fake.generate_requests()[-1].body["request"]["contents"][1]["parts"]
     assert parts[0].get("thought") is True and parts[0]["text"] == "Before the restart.", parts

@@ -11,14 +11,16 @@ import pytest
 
 from gateway import sealed, sharedcache
 from gateway.sealed import Sealer, derive_key, server_sealer, shared_key
+from gateway.state import MemoryStore, SQLiteStore
 from gateway.state import responses as state
-from gateway.state.responses import LocalResponses, SharedResponses, response_store
+from gateway.state.responses import LocalResponses, SharedResponses, StateResponses, response_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(params=["local", "shared"])
 def store(request, tmp_path):  # noqa: ANN001, ANN201
+    """The two stores of one machine, bounded in bytes."""
     if request.param == "local":
         return LocalResponses(ttl=60, max_bytes=10_000)
     return SharedResponses(tmp_path, ttl=60, max_bytes=10_000)
@@ -61,8 +63,21 @@ def test_workers_share_the_sqlite_store(tmp_path) -> None:
     writer = ("import sys; from pathlib import Path; from gateway.state.responses import SharedResponses;"
               "SharedResponses(Path(sys.argv[1]), ttl=60, max_bytes=10**6).put('resp_1', {'owner': 'o'})")
     subprocess.run([sys.executable, "-c", writer, str(tmp_path)], cwd=ROOT, check=True)
-    assert response_store(tmp_path, ttl=60, max_bytes=10**6).get("resp_1") == {"owner": "o"}
-    assert isinstance(response_store(None, ttl=60, max_bytes=10**6), LocalResponses)
+    found = response_store(MemoryStore(), tmp_path, shared=False, ttl=60, max_bytes=10**6)
+    assert found.get("resp_1") == {"owner": "o"}
+    assert isinstance(response_store(MemoryStore(), None, shared=False, ttl=60, max_bytes=10**6), LocalResponses)
+
+
+def test_with_redis_responses_go_to_the_shared_state_store(monkeypatch) -> None:
+    """Several instances: each record expires on its own; one larger than the whole bound is not kept."""
+    shared = MemoryStore()
+    store = response_store(shared, None, shared=True, ttl=60, max_bytes=2_000)
+    assert isinstance(store, StateResponses)
+    store.put("resp_1", {"owner": "o"})
+    assert shared.get("response:resp_1") == {"owner": "o"} and store.get("resp_1") == {"owner": "o"}
+    store.put("resp_big", {"text": "x" * 3_000})
+    assert store.get("resp_big") is None
+    assert store.delete("resp_1") is True and store.delete("resp_1") is False
 
 
 # -- sealing ----------------------------------------------------------------------------------------
@@ -92,20 +107,20 @@ def test_a_changed_byte_fails_to_open() -> None:
         assert sealer.unseal(base64.urlsafe_b64encode(bytes(changed)).decode(), "p") is None
 
 
-def test_the_shared_key_is_made_once_and_found_by_every_process(tmp_path) -> None:
+def test_the_generated_key_is_made_once_and_found_by_every_process(tmp_path) -> None:
     maker = ("import sys; from pathlib import Path; from gateway.sealed import shared_key;"
-             "print(shared_key(Path(sys.argv[1])).hex())")
-    keys = {subprocess.run([sys.executable, "-c", maker, str(tmp_path / "state")], cwd=ROOT, check=True,
+             "from gateway.state import SQLiteStore; print(shared_key(SQLiteStore(Path(sys.argv[1]))).hex())")
+    keys = {subprocess.run([sys.executable, "-c", maker, str(tmp_path / "state.sqlite3")], cwd=ROOT, check=True,
                            capture_output=True, text=True).stdout.strip() for _ in range(3)}
-    assert keys == {shared_key(tmp_path / "state").hex()}
-    path = tmp_path / "state" / sealed.KEY_FILE
-    assert path.stat().st_mode & 0o777 == 0o600
-    assert [p.name for p in path.parent.iterdir()] == [sealed.KEY_FILE]  # no temporary file left behind
+    assert keys == {shared_key(SQLiteStore(tmp_path / "state.sqlite3")).hex()}
+    assert len(keys.pop()) == 64
 
 
-def test_the_server_key_comes_from_the_secret_then_the_shared_state(tmp_path) -> None:
-    blob = server_sealer("secret", None).seal(1, "p")
-    assert server_sealer("secret", tmp_path).unseal(blob, "p") == 1
-    kept = server_sealer(None, tmp_path).seal(2, "p")
-    assert server_sealer(None, tmp_path).unseal(kept, "p") == 2  # after a restart, in another worker
-    assert server_sealer(None, None).unseal(kept, "p") is None
+def test_the_server_key_comes_from_the_secret_then_the_state_store(tmp_path) -> None:
+    blob = server_sealer("secret", MemoryStore()).seal(1, "p")
+    assert server_sealer("secret", MemoryStore()).unseal(blob, "p") == 1
+    state = SQLiteStore(tmp_path / "state.sqlite3")
+    kept = server_sealer(None, state).seal(2, "p")
+    assert server_sealer(None, SQLiteStore(tmp_path / "state.sqlite3")).unseal(kept, "p") == 2  # a restart
+    assert server_sealer(None, MemoryStore()).unseal(kept, "p") is None
+    assert state.get(sealed.KEY_NAME)

@@ -9,12 +9,9 @@ from pathlib import Path
 import pytest
 
 from gateway import sharedcache
-from gateway.core.request import Thinking
 from gateway.sharedcache import SharedTTLCache
-from gateway.translate.signatures import SignatureRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
-SIG = "s" * 60
 
 
 def test_what_one_process_puts_another_reads(tmp_path) -> None:
@@ -48,18 +45,6 @@ def test_the_table_is_cut_back_to_its_bound_oldest_first(tmp_path, monkeypatch) 
 def test_a_table_name_is_checked(tmp_path) -> None:
     with pytest.raises(ValueError):
         SharedTTLCache(tmp_path / "s.sqlite3", "x; DROP TABLE y", max_items=1, ttl=1)
-
-
-def test_two_registries_on_one_directory_share_everything(tmp_path) -> None:
-    """Two workers: what the first relayed, the second can replay."""
-    first, second = SignatureRegistry(tmp_path), SignatureRegistry(tmp_path)
-    first.remember(SIG, "claude")
-    first.remember_tool_call("call_abc", "g" * 60, "gemini")
-    first.remember_turn_thinking("call_abc", [Thinking("Let me think.", SIG), Thinking("unsigned")])
-    assert second.family_of(SIG) == "claude"
-    assert second.tool_call_signature("call_abc") == ("g" * 60, "gemini")
-    assert second.turn_thinking("call_abc") == [Thinking("Let me think.", SIG)]
-    assert (tmp_path / "signatures.sqlite3").exists()
 
 
 def test_an_unusable_file_loses_entries_but_never_fails_a_request(tmp_path, caplog) -> None:

@@ -1,8 +1,8 @@
 """Adding a Google account: the OAuth authorization-code flow with PKCE, as Antigravity's clients run it.
 
 The browser goes to Google's consent page, and Google sends it back to a listener on a loopback port that
-catches the code (protocol notes, 1.2-1.3). Without a browser on this machine (SSH, Docker) the user opens the
-URL anywhere and pastes back the address the browser then failed to load, or just the code (1.4). PKCE binds
+catches the code (docs/upstream.md, "OAuth"). Without a browser on this machine (SSH, Docker) the user opens the
+URL anywhere and pastes back the address the browser then failed to load, or just the code. PKCE binds
 the code to this process: a code caught by anyone else is useless without the verifier.
 """
 

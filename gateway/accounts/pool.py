@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -33,8 +33,10 @@ from requests.adapters import HTTPAdapter
 from ..catalog import is_listed_id
 from ..config import Settings
 from ..errors import RateLimited, ServiceUnavailable
+from ..upstream.errors import parse_duration
 from .credentials import TokenSource
-from .store import AccountsFileError, account_entries, read_accounts_file, update_account_entry, update_accounts_file
+from ..state import MemoryStore, StateStore
+from .store import AccountsFileError, AccountsSource, EnvSource, FileSource, account_entries
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,15 @@ POOL_SIZE_PER_ACCOUNT = 256
 MIN_COOLDOWN = 1.0
 # Hybrid strategy: how long a quiet conversation keeps its account, and how many conversations are remembered.
 SESSION_TTL = 3600.0
+# How long a quota snapshot from the model listing is worth sharing.
+QUOTA_TTL = 600.0
 MAX_SESSIONS = 10_000
 # Quota weight of an account known to be out of quota: still a last resort (the upstream decides).
 EXHAUSTED_WEIGHT = 0.01
+# ... and of one whose weekly window is empty: out for days, so behind every other.
+WEEKLY_EXHAUSTED_WEIGHT = 0.001
+# A quota window longer than this is the weekly one (docs/upstream.md, "Quota windows").
+SHORT_WINDOW_MAX = 86400.0
 
 
 def new_session() -> requests.Session:
@@ -92,6 +100,16 @@ class Quota:
         return epoch(self.reset_time)
 
 
+@dataclass(frozen=True)
+class QuotaGroup:
+    """The quota windows of one group of models on one account, from retrieveUserQuotaSummary."""
+
+    name: str
+    models: tuple[str, ...]
+    five_hour: Quota | None = None
+    weekly: Quota | None = None
+
+
 @dataclass(eq=False)
 class Account:
     email: str
@@ -101,10 +119,21 @@ class Account:
     project_id: str | None = None
     enabled: bool = True
     invalid_reason: str | None = None
+    # Google refused the account (gateway/accounts/refusals.py): it wants it verified in a browser (at
+    # ``verification_url``), or banned it (``suspended_reason``, its message).
+    needs_verification: bool = False
+    verification_url: str | None = None
+    suspended_reason: str | None = None
+    # Google One AI credits (gateway/accounts/credits.py): model -> until when credits serve it; the last failure.
+    credits_until: dict[str, float] = field(default_factory=dict)
+    credits_failed_at: float | None = None
+    credits_error: str | None = None
     # model -> epoch seconds when its rate limit lifts
     cooldowns: dict[str, float] = field(default_factory=dict)
     # model -> the quota last seen in the upstream's listing
     quotas: dict[str, Quota] = field(default_factory=dict)
+    # The 5-hour and weekly windows per model group; None until the upstream told (or if it cannot).
+    windows: list[QuotaGroup] | None = None
     last_used: float | None = None
     project_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -114,7 +143,8 @@ class Account:
         return self.email.split("@", 1)[0]
 
     def usable(self) -> bool:
-        return self.enabled and self.invalid_reason is None
+        return (self.enabled and self.invalid_reason is None and not self.needs_verification
+                and self.suspended_reason is None)
 
     def cooldown_left(self, model: str, now: float) -> float:
         until = self.cooldowns.get(model)
@@ -130,17 +160,36 @@ class Account:
         return {model: until - now for model, until in list(self.cooldowns.items()) if until > now}
 
     def quota_weight(self, model: str, now: float) -> float:
-        """The remaining fraction last seen for ``model``; 1 when unknown or already reset."""
-        quota = self.quotas.get(model)
-        if quota is None:
-            return 1.0
-        reset_at = quota.reset_at
-        if reset_at is not None and reset_at <= now:
-            return 1.0
-        return max(quota.fraction or 0.0, EXHAUSTED_WEIGHT)
+        """The smallest remaining fraction last seen for ``model`` (listing, 5-hour and weekly window); 1 when
+        unknown or already reset. An empty weekly window weighs least of all: it lasts days."""
+        if self.weekly_reset(model, now) is not None:
+            return WEEKLY_EXHAUSTED_WEIGHT
+        group = self.quota_group(model)
+        weight = 1.0
+        for quota in (self.quotas.get(model), group and group.five_hour, group and group.weekly):
+            if not quota:
+                continue
+            reset_at = quota.reset_at
+            if reset_at is None or reset_at > now:
+                weight = min(weight, max(quota.fraction or 0.0, EXHAUSTED_WEIGHT))
+        return weight
+
+    def quota_group(self, model: str) -> QuotaGroup | None:
+        return next((group for group in self.windows or () if model in group.models), None)
+
+    def weekly_reset(self, model: str, now: float) -> float | None:
+        """When ``model``'s weekly window refills, if it is empty now: until then every 429 is that (the 429
+        itself does not say so; docs/upstream.md, "Quota windows")."""
+        group = self.quota_group(model)
+        weekly = group.weekly if group else None
+        if weekly is None or weekly.fraction is not None:
+            return None
+        reset_at = weekly.reset_at
+        return reset_at if reset_at is not None and reset_at > now else None
 
 
-def build_account(entry: dict[str, Any], settings: Settings) -> Account:
+def build_account(entry: dict[str, Any], settings: Settings, state: StateStore | None = None) -> Account:
+    """``state``: where the workers and instances share the account's access token (one refresh for all)."""
     session = new_session()
     tokens = TokenSource(
         entry["refreshToken"],
@@ -148,6 +197,8 @@ def build_account(entry: dict[str, Any], settings: Settings) -> Account:
         client_id=settings.oauth_client_id,
         client_secret=settings.oauth_client_secret,
         session=session,
+        shared=state,
+        key=fingerprint(entry["refreshToken"]),
     )
     project = entry.get("projectId")
     return Account(
@@ -158,6 +209,9 @@ def build_account(entry: dict[str, Any], settings: Settings) -> Account:
         project_id=project if isinstance(project, str) and project else None,
         enabled=entry.get("enabled", True) is not False,
         invalid_reason=_invalid_reason(entry),
+        needs_verification=entry.get("needsVerification") is True,
+        verification_url=_text(entry.get("validationUrl")),
+        suspended_reason=_suspended_reason(entry),
     )
 
 
@@ -166,6 +220,31 @@ def _invalid_reason(entry: dict[str, Any]) -> str | None:
     if entry.get("isInvalid") is not True:
         return None
     return str(entry.get("invalidReason") or "refresh token rejected")
+
+
+def _suspended_reason(entry: dict[str, Any]) -> str | None:
+    """A ban stays until the user lifts it with `accounts enable`."""
+    if entry.get("isSuspended") is not True:
+        return None
+    return _text(entry.get("suspendedReason")) or "suspended by Google"
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def verification_fields(url: str | None, message: str, now: float) -> dict[str, Any]:
+    """How the accounts file keeps a needs-verification mark (the CLI writes it too)."""
+    return {"needsVerification": True, "validationUrl": url, "verificationMessage": message,
+            "needsVerificationAt": iso(now)}
+
+
+def suspension_fields(reason: str, now: float) -> dict[str, Any]:
+    return {"isSuspended": True, "suspendedReason": reason, "suspendedAt": iso(now)}
+
+
+CLEAR_VERIFICATION = {"needsVerification": False, "validationUrl": None, "verificationMessage": None}
+CLEAR_SUSPENSION = {"isSuspended": False, "suspendedReason": None}
 
 
 def parse_quotas(listing: dict[str, Any]) -> dict[str, Quota]:
@@ -185,6 +264,56 @@ def parse_quotas(listing: dict[str, Any]) -> dict[str, Quota]:
     return quotas
 
 
+def parse_windows(summary: dict[str, Any]) -> list[QuotaGroup]:
+    """The groups of a retrieveUserQuotaSummary answer that name their models, with their two windows."""
+    groups: list[QuotaGroup] = []
+    for group in summary.get("groups") or []:
+        if not isinstance(group, dict):
+            continue
+        models = tuple(_model_ids(group.get("modelIds") or group.get("models")))
+        windows: dict[str, Quota] = {}
+        for bucket in group.get("buckets") or []:
+            kind = window_kind(bucket.get("window")) if isinstance(bucket, dict) else None
+            if kind is None:
+                continue
+            fraction, reset = bucket.get("remainingFraction"), bucket.get("resetTime")
+            windows[kind] = Quota(
+                float(fraction) if isinstance(fraction, (int, float)) and fraction > 0 else None,
+                reset if isinstance(reset, str) else None,
+            )
+        if models and windows:
+            name = group.get("displayName")
+            groups.append(QuotaGroup(name if isinstance(name, str) and name else models[0], models,
+                                     windows.get("fiveHour"), windows.get("weekly")))
+    return groups
+
+
+def _model_ids(value: Any) -> list[str]:
+    """``["id", ...]`` or ``[{"id"|"modelId": ...}, ...]``."""
+    ids = []
+    for item in value if isinstance(value, list) else []:
+        if isinstance(item, dict):
+            item = item.get("modelId") or item.get("id")
+        if isinstance(item, str) and item:
+            ids.append(item)
+    return ids
+
+
+def window_kind(window: Any) -> str | None:
+    """``fiveHour`` or ``weekly`` for a bucket's ``window``: a proto Duration (``"18000s"``) or a name."""
+    if not isinstance(window, str):
+        return None
+    text = window.strip().upper()
+    seconds = parse_duration(window)
+    if seconds is not None:
+        return "weekly" if seconds > SHORT_WINDOW_MAX else "fiveHour"
+    if "WEEK" in text or "7D" in text or "7_D" in text:
+        return "weekly"
+    if "HOUR" in text or "5H" in text or "5_H" in text:
+        return "fiveHour"
+    return None
+
+
 class AllTried(ServiceUnavailable):
     """Every account that could serve the model already failed this request."""
 
@@ -196,13 +325,16 @@ class AccountPool:
     def __init__(
         self,
         accounts: list[Account],
-        accounts_file: Path | None = None,
+        source: AccountsSource | None = None,
         *,
         strategy: str = "hybrid",
         settings: Settings | None = None,
+        state: StateStore | None = None,
     ) -> None:
         self.accounts = accounts
-        self.accounts_file = accounts_file
+        self.source = source
+        # What every worker and instance shares: cooldowns, quota snapshots, conversation affinity.
+        self.state = state if state is not None else MemoryStore()
         self.strategy = strategy
         # Why the accounts file could not be used, if it could not.
         self.error: str | None = None
@@ -212,7 +344,8 @@ class AccountPool:
         self._sessions: OrderedDict[str, tuple[Account, float]] = OrderedDict()
         self._load: Counter[Account] = Counter()
         self._reload_lock = threading.Lock()
-        self._file_state = _file_state(accounts_file)
+        self._source_version = source.version() if source is not None else None
+        self._writes: queue.SimpleQueue[tuple[Account, dict[str, Any]]] | None = None
         self._checked_at = time.monotonic()
         # Seconds between two looks at the accounts file for changes.
         self.reload_interval = 1.0
@@ -220,16 +353,25 @@ class AccountPool:
         self.on_rate_limit: Callable[[Account, str], None] | None = None
 
     @classmethod
-    def from_file(cls, settings: Settings) -> AccountPool:
-        """The pool for the configured accounts file; an unusable file gives an empty pool saying why."""
-        path = settings.accounts_file
-        pool = cls([], path, strategy=settings.account_strategy, settings=settings)
+    def from_settings(cls, settings: Settings, state: StateStore | None = None) -> AccountPool:
+        """The pool for GATEWAY_ACCOUNTS_JSON or the accounts file; unusable ones give an empty pool saying why."""
+        state = state if state is not None else MemoryStore()
         try:
-            pool.accounts = _build_all(account_entries(read_accounts_file(path)), settings, [])
+            source: AccountsSource = (EnvSource(settings.accounts_json, state) if settings.accounts_json
+                                      else FileSource(settings.accounts_file))
+        except AccountsFileError as exc:
+            pool = cls([], None, strategy=settings.account_strategy, settings=settings, state=state)
+            pool.error = str(exc)
+            log.error("accounts unusable: %s", exc)
+            return pool
+        pool = cls([], source, strategy=settings.account_strategy, settings=settings, state=state)
+        try:
+            pool.accounts = _build_all(account_entries(source.read()), settings, [], state)
         except AccountsFileError as exc:
             pool.error = str(exc)
-            log.error("accounts file unusable: %s", exc)
-        log.info("loaded %d account(s) from %s (strategy %s)", len(pool.accounts), path, settings.account_strategy)
+            log.error("accounts unusable: %s", exc)
+        log.info("loaded %d account(s) from %s (strategy %s)", len(pool.accounts), source.description,
+                 settings.account_strategy)
         return pool
 
     # -- choosing ---------------------------------------------------------------------------------
@@ -252,6 +394,7 @@ class AccountPool:
         self.reload_if_changed()
         excluded = set(exclude)
         now = time.time()
+        bound = self._share_in(model, [a for a in self.accounts if a.usable()], session, now)
         with self._lock:
             usable = [a for a in self.accounts if a.usable()]
             if not usable:
@@ -267,17 +410,42 @@ class AccountPool:
                     retry_after=wait,
                 )
             preferred = [a for a in candidates if a is not avoid] or candidates
-            account = self._choose(preferred, model, session, now)
+            account = self._choose(preferred, model, session, bound, now)
             self._last = account
             account.last_used = now
-            return account
+        if session is not None and self.strategy == "hybrid" and account is not bound:
+            self.state.put(f"affinity:{session}", account.email, SESSION_TTL)
+        return account
 
-    def _choose(self, candidates: list[Account], model: str, session: str | None, now: float) -> Account:
+    def _share_in(self, model: str, usable: list[Account], session: str | None, now: float) -> Account | None:
+        """Bring in, in one round trip, what other workers and instances learned that this choice needs: their
+        cooldowns on ``model``, their quota snapshots of it, and the account the conversation is bound to."""
+        keys = [f"cooldown:{a.email}:{model}" for a in usable]
+        hybrid = self.strategy == "hybrid"
+        if hybrid:
+            keys += [f"quota:{a.email}:{model}" for a in usable]
+            if session is not None:
+                keys.append(f"affinity:{session}")
+        values = self.state.get_many(keys)
+        for account, until in zip(usable, values):
+            if isinstance(until, (int, float)) and until > account.cooldowns.get(model, 0.0):
+                account.cooldowns[model] = until
+        if not hybrid:
+            return None
+        for account, quota in zip(usable, values[len(usable):]):
+            if isinstance(quota, list) and len(quota) == 2:
+                account.quotas[model] = Quota(*quota)
+        email = values[-1] if session is not None else None
+        return next((a for a in usable if a.email == email), None)
+
+    def _choose(self, candidates: list[Account], model: str, session: str | None, bound: Account | None,
+                now: float) -> Account:
         if self.strategy == "sticky" and self._last in candidates:
             return self._last
         if self.strategy != "hybrid":
             return self._rotation(candidates)[0]
-        bound = self._sessions.get(session)[0] if session in self._sessions else None
+        if bound is None and session in self._sessions:
+            bound = self._sessions[session][0]
         if bound in candidates:
             account = bound
         else:
@@ -318,39 +486,24 @@ class AccountPool:
         return next((a for a in self.accounts if a.email == email), None)
 
     def mark_rate_limited(self, account: Account, model: str, seconds: float) -> None:
-        until = time.time() + max(seconds, MIN_COOLDOWN)
+        """Keep the account off ``model`` for ``seconds``, or until its weekly window refills if that is empty."""
+        now = time.time()
+        given, seconds = seconds, cooldown_seconds(account, model, seconds, now)
+        until = now + max(seconds, MIN_COOLDOWN)
         with self._lock:
             account.cooldowns[model] = until
-        log.warning("account %s rate-limited on %s for %.1fs", account.label, model, seconds)
-        self._share_cooldown(account, model, until)
+        log.warning("account %s rate-limited on %s for %.1fs%s", account.label, model, seconds,
+                    " (its weekly quota is empty)" if seconds > given else "")
+        # Every worker and instance stays off the pair too (they read it as they choose an account).
+        self.state.put(f"cooldown:{account.email}:{model}", until, until - now)
         if self.on_rate_limit is not None:
             self.on_rate_limit(account, model)
-
-    def _share_cooldown(self, account: Account, model: str, until: float) -> None:
-        """Write the cooldown into the accounts file, where the other gunicorn workers pick it up (within
-        ``reload_interval``) instead of each meeting the same 429; in antigravity-claude-proxy's shape."""
-        if self.accounts_file is None:
-            return
-        now = time.time()
-
-        def change(data: dict[str, Any]) -> None:
-            for entry in data.get("accounts", []):
-                if isinstance(entry, dict) and entry.get("email") == account.email:
-                    limits = {m: v for m, v in (entry.get("modelRateLimits") or {}).items()
-                              if _cooldown_until(v) > now} if isinstance(entry.get("modelRateLimits"), dict) else {}
-                    limits[model] = {"isRateLimited": True, "resetTime": int(until * 1000)}
-                    entry["modelRateLimits"] = limits
-
-        try:
-            update_accounts_file(self.accounts_file, change)
-        except (OSError, AccountsFileError) as exc:
-            log.warning("could not save the cooldown of %s: %s", account.label, exc)
 
     def mark_invalid(self, account: Account, reason: str) -> None:
         """Take the account out of rotation and say why in the accounts file (``accounts list`` shows it)."""
         account.invalid_reason = reason
         log.error("account %s marked invalid: %s", account.label, reason)
-        self._save(account, {"isInvalid": True, "invalidReason": reason, "invalidAt": iso(time.time())})
+        self.save(account, {"isInvalid": True, "invalidReason": reason, "invalidAt": iso(time.time())})
 
     def clear_invalid(self, account: Account) -> None:
         """Its token worked again: back into rotation."""
@@ -358,38 +511,93 @@ class AccountPool:
             return
         account.invalid_reason = None
         log.info("account %s is valid again", account.label)
-        self._save(account, {"isInvalid": False, "invalidReason": None})
+        self.save(account, {"isInvalid": False, "invalidReason": None})
+
+    def mark_needs_verification(self, account: Account, url: str | None, message: str) -> None:
+        """Google wants the account verified in a browser: out of rotation, and the URL kept in the accounts
+        file for the user, until a call succeeds again (`accounts verify`, POST /refresh-token)."""
+        with self._lock:
+            if account.needs_verification and account.verification_url == url:
+                return  # said once already
+            account.needs_verification, account.verification_url = True, url
+        log.error("account %s needs verification: open %s, then run `python -m gateway accounts verify`",
+                  account.label, url or f"the link Google sent ({message})")
+        self.save(account, verification_fields(url, message, time.time()))
+
+    def clear_needs_verification(self, account: Account) -> None:
+        if not account.needs_verification:
+            return
+        account.needs_verification, account.verification_url = False, None
+        log.info("account %s is verified again", account.label)
+        self.save(account, CLEAR_VERIFICATION)
+
+    def mark_suspended(self, account: Account, reason: str) -> None:
+        """Google banned the account: it is never used again until the user runs `accounts enable` (the mark
+        is in the accounts file, so a restart does not forget it)."""
+        with self._lock:
+            if account.suspended_reason is not None:
+                return
+            account.suspended_reason = reason
+        log.error("account %s suspended by Google: %s; it stays out until `python -m gateway accounts enable`",
+                  account.label, reason)
+        self.save(account, suspension_fields(reason, time.time()))
+
+    def refused_counts(self) -> dict[str, int]:
+        """How many accounts Google refused, by why; only the non-zero counts."""
+        self.reload_if_changed()
+        counts = {"needsVerification": sum(1 for a in self.accounts if a.needs_verification),
+                  "suspended": sum(1 for a in self.accounts if a.suspended_reason is not None)}
+        return {name: count for name, count in counts.items() if count}
 
     def record_quotas(self, account: Account, listing: dict[str, Any]) -> None:
-        account.quotas = parse_quotas(listing)
+        account.quotas = quotas = parse_quotas(listing)
+        for model, quota in quotas.items():  # the hybrid strategy of every worker weighs by them
+            self.state.put(f"quota:{account.email}:{model}", [quota.fraction, quota.reset_time], QUOTA_TTL)
+
+    def record_windows(self, account: Account, summary: dict[str, Any] | None) -> None:
+        """The account's quota windows; None when the upstream could not say (they are then unknown)."""
+        account.windows = parse_windows(summary) if summary is not None else None
 
     def no_account_message(self) -> str:
-        path = self.accounts_file
         if self.error:
-            return f"the accounts file cannot be used: {self.error}"
+            return f"the accounts cannot be used: {self.error}"
         if not self.accounts:
             return (
-                f"no Google account is configured: add one with `python -m gateway accounts add`, or point "
-                f"GATEWAY_ACCOUNTS_FILE at an accounts file (looked at {path})"
+                "no Google account is configured: add one with `python -m gateway accounts add`, or point "
+                "GATEWAY_ACCOUNTS_FILE at an accounts file, or set GATEWAY_ACCOUNTS_JSON"
             )
         return (
-            "no usable Google account: every configured account is disabled or its refresh token was rejected; "
-            "see `python -m gateway accounts list`, and re-add rejected ones with `python -m gateway accounts add`"
+            "no usable Google account: every configured account is disabled, suspended, waiting for verification "
+            "or its refresh token was rejected; see `python -m gateway accounts list`, and re-add rejected ones "
+            "with `python -m gateway accounts add`"
         )
 
-    def _save(self, account: Account, fields: dict[str, Any]) -> None:
-        if self.accounts_file is None:
+    def save(self, account: Account, fields: dict[str, Any]) -> None:
+        """Keep what was learned about the account (project id, marks) where its entry lives, off the request path:
+        a file write waits for the disk (fsync), and nothing the request does depends on it having finished. One
+        writer, in order, so a mark and its clearing cannot land the wrong way round."""
+        if self.source is None:
             return
-        try:
-            update_account_entry(self.accounts_file, account.email, fields)
-        except (OSError, AccountsFileError) as exc:
-            log.warning("could not save the state of %s: %s", account.label, exc)
+        with self._lock:
+            if self._writes is None:
+                self._writes = queue.SimpleQueue()
+                threading.Thread(target=self._write_entries, name="save-accounts", daemon=True).start()
+            self._writes.put((account, fields))
+
+    def _write_entries(self) -> None:
+        assert self._writes is not None and self.source is not None
+        while True:
+            account, fields = self._writes.get()
+            try:
+                self.source.update_entry(account.email, fields)
+            except (OSError, AccountsFileError) as exc:
+                log.warning("could not save the state of %s: %s", account.label, exc)
 
     # -- following the accounts file --------------------------------------------------------------
 
     def reload_if_changed(self) -> None:
         """Re-read the accounts file if it changed (at most once per ``reload_interval``)."""
-        if self._settings is None or self.accounts_file is None:
+        if self._settings is None or self.source is None:
             return
         if time.monotonic() - self._checked_at < self.reload_interval:
             return
@@ -397,36 +605,33 @@ class AccountPool:
             return  # another request is reloading right now
         try:
             self._checked_at = time.monotonic()
-            state = _file_state(self.accounts_file)
-            if state == self._file_state:
+            version = self.source.version()
+            if version == self._source_version:
                 return
-            self._file_state = state
+            self._source_version = version
             try:
-                entries = account_entries(read_accounts_file(self.accounts_file))
+                entries = account_entries(self.source.read())
             except AccountsFileError as exc:
                 self.error = str(exc)
                 log.error("accounts file unusable, keeping the accounts loaded before: %s", exc)
                 return
             with self._lock:
-                self.accounts = _build_all(entries, self._settings, self.accounts)
+                self.accounts = _build_all(entries, self._settings, self.accounts, self.state)
                 self.error = None
             log.info("accounts file changed: %d account(s)", len(self.accounts))
         finally:
             self._reload_lock.release()
 
 
-def _file_state(path: Path | None) -> tuple[int, int, int] | None:
-    """What tells a rewritten file apart: every atomic write is a new inode."""
-    if path is None:
-        return None
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+def cooldown_seconds(account: Account, model: str, seconds: float, now: float) -> float:
+    """How long a 429 keeps ``account`` off ``model``: what the upstream said, but at least until the weekly
+    reset when the weekly window is empty (the upstream's delay then speaks of the 5-hour window, or nothing)."""
+    weekly = account.weekly_reset(model, now)
+    return max(seconds, weekly - now) if weekly is not None else seconds
 
 
-def _build_all(entries: list[dict[str, Any]], settings: Settings, current: list[Account]) -> list[Account]:
+def _build_all(entries: list[dict[str, Any]], settings: Settings, current: list[Account],
+               state: StateStore | None = None) -> list[Account]:
     """Accounts for the file's entries, keeping the live ones (tokens, cooldowns) whose token is unchanged."""
     known = {a.email: a for a in current}
     accounts: list[Account] = []
@@ -438,10 +643,13 @@ def _build_all(entries: list[dict[str, Any]], settings: Settings, current: list[
         seen.add(email)
         account = known.get(email)
         if account is None or account.token_fingerprint != fingerprint(entry["refreshToken"]):
-            account = build_account(entry, settings)
+            account = build_account(entry, settings, state)
         else:
             account.enabled = entry.get("enabled", True) is not False
             account.invalid_reason = _invalid_reason(entry)
+            account.needs_verification = entry.get("needsVerification") is True
+            account.verification_url = _text(entry.get("validationUrl"))
+            account.suspended_reason = _suspended_reason(entry)
             project = entry.get("projectId")
             if isinstance(project, str) and project:
                 account.project_id = project

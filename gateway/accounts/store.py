@@ -104,3 +104,113 @@ def update_account_entry(path: Path, email: str, fields: dict[str, Any]) -> None
                 entry.update(fields)
 
     update_accounts_file(path, change)
+
+
+def file_state(path: Path) -> tuple[int, int, int] | None:
+    """What tells a rewritten file apart: every atomic write is a new inode."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+class AccountsSource:
+    """Where the accounts come from and where what the gateway learns about them (project ids, marks) goes."""
+
+    #: How messages name it.
+    description = ""
+
+    def read(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Read-modify-write without losing another writer's change."""
+        raise NotImplementedError
+
+    def version(self) -> Any:
+        """Changes whenever ``read`` may answer differently (cheap: asked every second)."""
+        raise NotImplementedError
+
+    def update_entry(self, email: str, fields: dict[str, Any]) -> None:
+        def change(data: dict[str, Any]) -> None:
+            for entry in data.get("accounts", []):
+                if isinstance(entry, dict) and entry.get("email") == email:
+                    entry.update(fields)
+
+        self.update(change)
+
+
+class FileSource(AccountsSource):
+    """The accounts file, shared by the server's workers and the CLI."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.description = f"the accounts file {path}"
+
+    def read(self) -> dict[str, Any]:
+        return read_accounts_file(self.path)
+
+    def update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        return update_accounts_file(self.path, change)
+
+    def version(self) -> Any:
+        return file_state(self.path)
+
+
+class EnvSource(AccountsSource):
+    """``GATEWAY_ACCOUNTS_JSON``: the accounts file's JSON in a variable, for a platform without a disk.
+
+    The variable cannot be written, so what the gateway learns about an account (its project id, a mark such as
+    ``isInvalid``) is kept in the state store as that account's overrides, and read back over the variable's
+    entries: on Redis it outlives restarts and reaches every instance. Adding or removing accounts means changing
+    the variable (``python -m gateway accounts export`` prints its value from an accounts file).
+    """
+
+    description = "GATEWAY_ACCOUNTS_JSON"
+    #: Fields never copied into the state store: the variable has them, and a refresh token is a secret.
+    FIXED = frozenset({"email", "refreshToken"})
+
+    def __init__(self, text: str, state: Any) -> None:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise AccountsFileError(f"GATEWAY_ACCOUNTS_JSON is not valid JSON: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("accounts"), list):
+            raise AccountsFileError('GATEWAY_ACCOUNTS_JSON must hold a JSON object with an "accounts" list')
+        self._data = data
+        self._state = state
+
+    def _keys(self) -> list[str]:
+        return [f"account:{entry['email']}" for entry in account_entries(self._data)]
+
+    def read(self) -> dict[str, Any]:
+        data = json.loads(json.dumps(self._data))
+        entries = account_entries(data)
+        for entry, overrides in zip(entries, self._state.get_many(self._keys())):
+            if isinstance(overrides, dict):
+                entry.update({k: v for k, v in overrides.items() if k not in self.FIXED})
+        return data
+
+    def update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        data = self.read()
+        change(data)
+        given = {entry["email"]: entry for entry in account_entries(self._data)}
+        after = {entry["email"]: entry for entry in account_entries(data)}
+        if set(after) != set(given):
+            raise AccountsFileError("GATEWAY_ACCOUNTS_JSON cannot be changed from here: add or remove accounts in "
+                                    "the variable (`python -m gateway accounts export` prints it from a file)")
+        for email, entry in after.items():
+            overrides = {k: v for k, v in entry.items() if k not in self.FIXED and given[email].get(k) != v}
+            self._state.put(f"account:{email}", overrides)
+        return data
+
+    def version(self) -> Any:
+        return json.dumps(self._state.get_many(self._keys()), sort_keys=True)
+
+
+def export_line(data: dict[str, Any]) -> str:
+    """The accounts as one line of JSON, for GATEWAY_ACCOUNTS_JSON (marks and cooldowns left behind)."""
+    keep = ("email", "refreshToken", "projectId", "enabled")
+    accounts = [{k: entry[k] for k in keep if k in entry} for entry in account_entries(data)]
+    return json.dumps({"accounts": accounts}, separators=(",", ":"))

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 from ..accounts.credentials import InvalidGrant, TokenRefreshFailed
 from ..accounts.limits import account_limits, in_parallel, limits_table
 from ..accounts.pool import Account
+from ..accounts.refusals import recheck
 from ..errors import InvalidRequest, NotFound
 from ..runtime import current_gateway
 
@@ -20,11 +21,18 @@ STARTED = int(time.time())
 
 @bp.get("/health")
 def health() -> Response:
-    pool = current_gateway().pool
+    gateway = current_gateway()
+    pool = gateway.pool
     active = pool.active_count()
     body: dict[str, object] = {"status": "ok", "accounts": len(pool.accounts), "activeAccounts": active}
+    body.update(pool.refused_counts())  # needsVerification, suspended: when there are any
     if pool.error or active == 0:
         body["error"] = pool.no_account_message()
+    if gateway.state.backend == "redis":  # requests are served either way; sharing stops while it is down
+        state = gateway.state.health()
+        body["redis"] = "reachable" if state["reachable"] else "unreachable"
+        if not state["reachable"]:
+            body["redisError"] = state["error"]
     return jsonify(body)
 
 
@@ -60,8 +68,11 @@ def limits() -> Response:
 
 @bp.post("/refresh-token")
 def refresh_token() -> tuple[Response, int]:
-    """Refresh every account's token now (or ``?email=``'s) and say how each went; never shows a token."""
-    pool = current_gateway().pool
+    """Refresh every account's token now (or ``?email=``'s) and say how each went; never shows a token.
+
+    An account waiting for verification is asked again whether it can serve (a success clears the mark)."""
+    gateway = current_gateway()
+    pool = gateway.pool
     email = request.args.get("email")
     if email:
         account = pool.find(email)
@@ -84,7 +95,8 @@ def refresh_token() -> tuple[Response, int]:
             results[account.email] = {"status": "error", "error": str(exc)}
         else:
             pool.clear_invalid(account)
-            results[account.email] = {"status": "ok", "expiresAt": account.tokens.expiry_iso}
+            problem = recheck(pool, gateway.client, account)
+            results[account.email] = problem or {"status": "ok", "expiresAt": account.tokens.expiry_iso}
 
     in_parallel(accounts, refresh)
     entries = [{"email": account.email, **results[account.email]} for account in accounts]

@@ -1,6 +1,7 @@
 """Canonical events and errors in the OpenAI Chat Completions wire format (JSON and SSE).
 
-openai-mapping.md sections 4 and 5 are the reference. The stream rules that matter most to real clients:
+docs/client-apis.md ("OpenAI responses", "OpenAI streams", "OpenAI errors") is the reference.
+The stream rules that matter most to real clients:
 ``role`` only in the first chunk and a tool call's ``id``/``name`` only in its first fragment (the SDK's
 stream helper concatenates repeated strings), one delta field per chunk, usage exactly once, and always
 an end: ``[DONE]`` after success, an ``error`` chunk after a failure.
@@ -115,7 +116,7 @@ def completion_body(response: Response, model: str, created: int | None = None) 
     calls = [tool_call_body(block) for block in response.content if isinstance(block, ToolCallEvent)]
     message: dict[str, Any] = {
         "role": "assistant",
-        # null only for a turn that is just tool calls; "" when there is nothing at all (mapping 4.1).
+        # null for a tool-calls-only turn; "" when there is nothing at all (docs/client-apis.md, "OpenAI responses").
         "content": text or (None if calls or response.refusal else ""),
         "refusal": response.refusal,
         "annotations": [],
@@ -140,7 +141,7 @@ def completion_body(response: Response, model: str, created: int | None = None) 
 
 
 class StreamRenderer:
-    """``chat.completion.chunk`` events from canonical events, one choice, in the order of mapping 4.2."""
+    """``chat.completion.chunk`` events from canonical events, one choice (docs/client-apis.md, "OpenAI streams")."""
 
     def __init__(self, model: str, *, include_usage: bool = False) -> None:
         self.include_usage = include_usage

@@ -1,14 +1,17 @@
 """Stored Responses API responses (``store: true``): for ``previous_response_id``, retrieval and input items.
 
-The store is an interface of three calls, so that a Redis implementation can replace the two here: in the
-process (``python app.py``, tests), or in the SQLite file gunicorn's workers share (``sharedcache``), since a
-client's next turn reaches whichever worker takes its connection. Records expire after a time to live, and the
-store is bounded in size: the oldest records go first.
+Three calls (``put``, ``get``, ``delete``) over one of three places. Stored responses are large (a response
+holds the whole conversation it answered), unlike what the state store keeps, so on one machine they get a
+store of their own, bounded in bytes: the process's memory, or an SQLite file gunicorn's workers share
+(``sharedcache``), since a client's next turn reaches whichever worker takes its connection. With Redis
+(``GATEWAY_REDIS_URL``) they go to the state store every instance shares, where each expires on its own and
+Redis's memory policy is the bound; a record larger than the whole bound is not kept.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -16,6 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..sharedcache import SharedTTLCache
+from .base import StateStore
+
+log = logging.getLogger(__name__)
 
 # A bound on the number of records as well, so a flood of tiny ones cannot make pruning slow.
 MAX_RECORDS = 100_000
@@ -72,7 +78,7 @@ class LocalResponses:
 
 
 class SharedResponses:
-    """In the SQLite file of the shared-state directory, which every worker opens."""
+    """In an SQLite file of the shared-state directory, which every worker of the machine opens."""
 
     def __init__(self, directory: Path, *, ttl: float, max_bytes: int) -> None:
         self._cache: SharedTTLCache[dict[str, Any]] = SharedTTLCache(
@@ -89,7 +95,36 @@ class SharedResponses:
         return self._cache.delete(response_id)
 
 
-def response_store(directory: Path | None, *, ttl: float, max_bytes: int) -> ResponseStore:
-    if directory is None:
-        return LocalResponses(ttl=ttl, max_bytes=max_bytes)
-    return SharedResponses(directory, ttl=ttl, max_bytes=max_bytes)
+class StateResponses:
+    """In the state store several instances share (Redis), under ``response:<id>``."""
+
+    def __init__(self, state: StateStore, *, ttl: float, max_bytes: int) -> None:
+        self.state = state
+        self.ttl = ttl
+        self.max_bytes = max_bytes
+
+    def put(self, response_id: str, record: dict[str, Any]) -> None:
+        size = len(json.dumps(record, separators=(",", ":")))
+        if size > self.max_bytes:
+            log.warning("response %s not stored: %d bytes, more than GATEWAY_RESPONSES_MAX_MB", response_id, size)
+            return
+        self.state.put(f"response:{response_id}", record, self.ttl)
+
+    def get(self, response_id: str) -> dict[str, Any] | None:
+        return self.state.get(f"response:{response_id}")
+
+    def delete(self, response_id: str) -> bool:
+        key = f"response:{response_id}"
+        found = self.state.get(key) is not None
+        self.state.delete(key)
+        return found
+
+
+def response_store(state: StateStore, directory: Path | None, *, shared: bool, ttl: float,
+                   max_bytes: int) -> ResponseStore:
+    """Where the settings put stored responses: ``shared`` (Redis) in the state store, else on this machine."""
+    if shared:
+        return StateResponses(state, ttl=ttl, max_bytes=max_bytes)
+    if directory is not None:
+        return SharedResponses(directory, ttl=ttl, max_bytes=max_bytes)
+    return LocalResponses(ttl=ttl, max_bytes=max_bytes)

@@ -1,7 +1,7 @@
 """Canonical request -> Cloud Code request body; Cloud Code chunks -> canonical events.
 
-Pure functions over plain data: no sockets, no Flask. The protocol notes (cloudcode-protocol.md sections
-3-5) are the reference for every rule here.
+Pure functions over plain data: no sockets, no Flask. docs/upstream.md ("Request envelope" to "Streaming
+responses") is the reference for every rule here.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ DEFAULT_THINKING_BUDGET = 16000
 MIN_THINKING_BUDGET = 1024
 # maxOutputTokens for Claude when the client sets none (OpenAI clients often do not).
 DEFAULT_CLAUDE_MAX_TOKENS = 16384
-# The reasoning-effort scale shared by both client APIs (openai-mapping.md 3.6).
+# The reasoning-effort scale shared by both client APIs (docs/client-apis.md, "Reasoning effort").
 EFFORT_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768, "max": 64000}
 EFFORT_LEVELS = {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high",
                  "xhigh": "high", "max": "high"}

@@ -1,10 +1,10 @@
-"""What OpenAI clients cannot carry back, kept by the gateway under the tool calls they do carry.
+"""What OpenAI clients do not carry back, kept by the gateway under the tool calls they do carry.
 
-Neither OpenAI API has a place for a Claude turn's signed thinking or a Gemini call's signature in the
-history a client sends back (openai-mapping.md 3.7). So both OpenAI families give tool calls the gateway's own
-random ``call_`` ids and keep, under those ids in the signature registry, what a replay needs: a Gemini call's
-signature, and a Claude turn's signed thinking. The ids are unguessable, so one client's conversation can
-never pick up another's thinking.
+Chat Completions clients send back no thinking and no signatures (docs/client-apis.md, "Thinking over OpenAI"),
+and Responses API clients send reasoning back only when they asked for it sealed. So both OpenAI families give
+tool calls the gateway's own random ``call_`` ids and keep, under those ids in the signature registry, what a
+replay needs: a Gemini call's signature, and a Claude turn's signed thinking. The ids are unguessable, so one
+client's conversation can never pick up another's thinking.
 """
 
 from __future__ import annotations

@@ -11,15 +11,10 @@ a thinking Claude model rejects a tool loop whose thinking is missing.
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Iterable
-from pathlib import Path
-from typing import Generic, Protocol, TypeVar
 
 from ..core.request import Thinking
-from ..sharedcache import SharedTTLCache
+from ..state import MemoryStore, StateStore
 
 # Tells Gemini to skip validation of a function call whose signature was lost.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
@@ -27,45 +22,8 @@ SKIP_SIGNATURE = "skip_thought_signature_validator"
 MIN_SIGNATURE_LENGTH = 50
 # Thinking texts are large (up to the thinking budget); only the turns of live tool loops need keeping.
 MAX_THINKING_TURNS = 2048
-# Signatures and calls remembered, and for how long (seconds).
-MAX_ITEMS = 50_000
+# How long signatures and calls are remembered (seconds).
 TTL = 2 * 3600.0
-
-V = TypeVar("V")
-
-
-class Cache(Protocol[V]):
-    def put(self, key: str, value: V) -> None: ...
-
-    def get(self, key: str) -> V | None: ...
-
-
-class TTLCache(Generic[V]):
-    """A small thread-safe LRU with expiry; bounded so a long-running server does not grow."""
-
-    def __init__(self, max_items: int = MAX_ITEMS, ttl: float = TTL) -> None:
-        self._items: OrderedDict[str, tuple[float, V]] = OrderedDict()
-        self._max = max_items
-        self._ttl = ttl
-        self._lock = threading.Lock()
-
-    def put(self, key: str, value: V) -> None:
-        with self._lock:
-            self._items[key] = (time.monotonic() + self._ttl, value)
-            self._items.move_to_end(key)
-            while len(self._items) > self._max:
-                self._items.popitem(last=False)
-
-    def get(self, key: str) -> V | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            expires, value = item
-            if expires < time.monotonic():
-                del self._items[key]
-                return None
-            return value
 
 
 def _key(signature: str) -> str:
@@ -73,44 +31,34 @@ def _key(signature: str) -> str:
 
 
 class SignatureRegistry:
-    """In the process, or, given ``directory``, in an SQLite file all gunicorn workers share (``sharedcache``):
-    a client's next turn reaches whichever worker takes its connection."""
+    """Kept in the gateway's state store: a client's next turn reaches whichever worker, or instance, takes it."""
 
-    def __init__(self, directory: Path | None = None) -> None:
-        self._families: Cache[str]
-        self._tool_signatures: Cache[tuple[str, str]]
-        self._turn_thinking: Cache[tuple[tuple[str, str], ...]]
-        if directory is None:
-            self._families = TTLCache()
-            self._tool_signatures = TTLCache()
-            self._turn_thinking = TTLCache(max_items=MAX_THINKING_TURNS)
-            return
-        path, ttl = directory / "signatures.sqlite3", TTL
-        self._families = SharedTTLCache(path, "families", max_items=MAX_ITEMS, ttl=ttl)
-        self._tool_signatures = SharedTTLCache(path, "tool_signatures", max_items=MAX_ITEMS, ttl=ttl, decode=tuple)
-        self._turn_thinking = SharedTTLCache(path, "turn_thinking", max_items=MAX_THINKING_TURNS, ttl=ttl,
-                                             decode=lambda turns: tuple(map(tuple, turns)))
+    def __init__(self, store: StateStore | None = None) -> None:
+        self._store = store if store is not None else MemoryStore()
+        # Thinking texts are large: in the process's memory they get a bound of their own.
+        self._turns = MemoryStore(MAX_THINKING_TURNS) if isinstance(self._store, MemoryStore) else self._store
 
     def remember(self, signature: str, family: str) -> None:
         if signature and signature != SKIP_SIGNATURE:
-            self._families.put(_key(signature), family)
+            self._store.put(f"sig:{_key(signature)}", family, TTL)
 
     def remember_tool_call(self, tool_call_id: str, signature: str, family: str) -> None:
         self.remember(signature, family)
-        self._tool_signatures.put(tool_call_id, (signature, family))
+        self._store.put(f"call:{tool_call_id}", [signature, family], TTL)
 
     def family_of(self, signature: str) -> str | None:
-        return self._families.get(_key(signature))
+        return self._store.get(f"sig:{_key(signature)}")
 
     def tool_call_signature(self, tool_call_id: str) -> tuple[str, str] | None:
-        return self._tool_signatures.get(tool_call_id)
+        value = self._store.get(f"call:{tool_call_id}")
+        return (value[0], value[1]) if value else None
 
     def remember_turn_thinking(self, tool_call_id: str, blocks: Iterable[Thinking]) -> None:
         """Keep a turn's signed thinking under its first tool-call id (random, so no other caller can ask)."""
-        signed = tuple((block.text, block.signature) for block in blocks if block.signature)
+        signed = [[block.text, block.signature] for block in blocks if block.signature]
         if signed:
-            self._turn_thinking.put(tool_call_id, signed)
+            self._turns.put(f"turn:{tool_call_id}", signed, TTL)
 
     def turn_thinking(self, tool_call_id: str) -> list[Thinking]:
         """Fresh copies of the thinking remembered for the turn that made this call, if any."""
-        return [Thinking(text, signature) for text, signature in self._turn_thinking.get(tool_call_id) or ()]
+        return [Thinking(text, signature) for text, signature in self._turns.get(f"turn:{tool_call_id}") or ()]

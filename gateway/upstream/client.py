@@ -5,6 +5,7 @@ All socket work with the upstream happens here, on the account's own ``requests.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import platform
@@ -23,12 +24,13 @@ from requests.adapters import TimeoutSauce
 from .. import fastjson
 from ..accounts.pool import Account
 from ..config import Settings
-from .errors import UpstreamConnectionError, UpstreamHTTPError
+from .errors import ClientVersionRefused, UpstreamConnectionError, UpstreamHTTPError
 from .sse import SSEParser
+from .version import ClientVersion
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"antigravity/2.9.1 {platform.system().lower()}/{platform.machine().lower()}"
+PLATFORM = f"{platform.system().lower()}/{platform.machine().lower()}"
 CLIENT_METADATA = {"ideType": "IDE_UNSPECIFIED", "platform": "PLATFORM_UNSPECIFIED", "pluginType": "GEMINI"}
 ONBOARD_ATTEMPTS = 5
 
@@ -120,9 +122,20 @@ class _Target(requests.PreparedRequest):
     cert: str | tuple[str, str] | None
 
 
+@functools.lru_cache(maxsize=8)
+def client_headers(version: str) -> dict[str, str]:
+    """The gateway introduces itself as the Antigravity version Google accepts (``version.py``).
+
+    Cached, as every call sends them and the version rarely changes; callers copy, never change, the mapping.
+    """
+    return {"User-Agent": f"antigravity/{version} {PLATFORM}", "X-Client-Name": "antigravity",
+            "X-Client-Version": version}
+
+
 class CloudCodeClient:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, version: ClientVersion | None = None) -> None:
         self.settings = settings
+        self.version = version if version is not None else ClientVersion.from_settings(settings)
         self.base_urls = settings.cloudcode_urls
         self._targets: dict[tuple[int, str, tuple[tuple[str, str], ...]], _Target] = {}
 
@@ -200,6 +213,17 @@ class CloudCodeClient:
                 return _json(self._post(account, "fetchAvailableModels", {}))
             raise
 
+    def fetch_quota_summary(self, account: Account) -> dict[str, Any] | None:
+        """The 5-hour and weekly quota windows per model group (docs/upstream.md, "Quota windows"); None where
+        the upstream does not have the method (404)."""
+        body = {"project": account.project_id} if account.project_id else {}
+        try:
+            return _json(self._post(account, "retrieveUserQuotaSummary", body))
+        except UpstreamHTTPError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     # -- project discovery ------------------------------------------------------------------------
 
     def discover_project(self, account: Account) -> tuple[str, bool]:
@@ -233,11 +257,11 @@ class CloudCodeClient:
 
     # -- transport --------------------------------------------------------------------------------
 
-    def headers(self, account: Account) -> dict[str, str]:
+    def headers(self, account: Account, version: str) -> dict[str, str]:
         return {
             "Authorization": f"Bearer {account.tokens.token()}",
             "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
+            **client_headers(version),
             "X-Goog-Api-Client": "google-cloud-sdk vscode_cloudshelleditor/0.1",
             "Client-Metadata": json.dumps(CLIENT_METADATA, separators=(",", ":")),
         }
@@ -252,12 +276,37 @@ class CloudCodeClient:
         headers: dict[str, str] | None = None,
         stream: bool = False,
     ) -> urllib3.BaseHTTPResponse:
-        """POST to each base URL in turn until one answers with something other than 429/5xx."""
+        """POST to each base URL in turn until one answers with something other than 429/5xx.
+
+        When Google refuses the client version, the call is made once more if a fresh look at the manifest
+        gives another version; a refusal of that one too is final.
+        """
         data = fastjson.dumps(body)
+        retried = False
+        while True:
+            try:
+                return self._post_each(account, method, data, params, headers or {}, stream)
+            except ClientVersionRefused as refused:
+                if retried or self.version.after_refusal(refused.version) is None:
+                    raise
+                log.debug("Google refused client version %s; %s once more with %s",
+                          refused.version, method, self.version.current())
+                retried = True
+
+    def _post_each(
+        self,
+        account: Account,
+        method: str,
+        data: bytes,
+        params: dict[str, str] | None,
+        headers: dict[str, str],
+        stream: bool,
+    ) -> urllib3.BaseHTTPResponse:
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
+        version = self.version.current()
         last: Exception | None = None
         for index, base in enumerate(self.base_urls):
-            request_headers = {**self.headers(account), **(headers or {})}
+            request_headers = {**self.headers(account, version), **headers}
             try:
                 response = self._send(account.session, f"{base}/v1internal:{method}", params, data,
                                       request_headers, timeout, stream)
@@ -270,6 +319,8 @@ class CloudCodeClient:
             # .data, not .read(): a response read whole already (preloaded) has nothing left to read.
             error = UpstreamHTTPError(response.status, response.data, response.headers)
             _release(response)
+            if error.refuses_client_version:  # every endpoint and account would say the same
+                raise ClientVersionRefused(error, version, self.version.refusal_message(version))
             if error.status == 401:
                 account.tokens.invalidate(request_headers["Authorization"][7:])
             if not (error.retryable or error.is_rate_limit) or index == len(self.base_urls) - 1:

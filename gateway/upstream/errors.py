@@ -11,6 +11,10 @@ from datetime import datetime
 from typing import Any
 
 
+# How Google words a refusal of the client version, whatever the status code it comes with.
+_VERSION_REFUSALS = ("no longer supported", "out of date", "update to receive")
+
+
 class UpstreamHTTPError(Exception):
     """A non-2xx answer from Cloud Code (or the token endpoint), parsed once."""
 
@@ -41,12 +45,33 @@ class UpstreamHTTPError(Exception):
         return self.reason == "MODEL_CAPACITY_EXHAUSTED" or "no capacity available" in self.message.lower()
 
     @property
+    def refuses_client_version(self) -> bool:
+        """Google's "This version of Antigravity is no longer supported" and its variants."""
+        message = self.message.lower()
+        return "version" in message and any(phrase in message for phrase in _VERSION_REFUSALS)
+
+    @property
     def retryable(self) -> bool:
         """Worth another endpoint or account: server faults and capacity, never bad requests."""
         return self.status >= 500 or self.status == 408 or self.is_capacity
 
     def retry_delay(self, now: float | None = None) -> float | None:
         return parse_retry_delay(self.error, self.headers, self.text, now=now)
+
+
+class ClientVersionRefused(UpstreamHTTPError):
+    """Google refuses the client version the gateway reported: the same answer for every account.
+
+    ``str()`` is ``explanation``, which says which version and how to change it, for whoever shows the error.
+    """
+
+    def __init__(self, error: UpstreamHTTPError, version: str, explanation: str) -> None:
+        super().__init__(error.status, error.text, error.headers)
+        self.version = version
+        self.explanation = explanation
+
+    def __str__(self) -> str:
+        return self.explanation
 
 
 class UpstreamConnectionError(Exception):
