@@ -1,4 +1,4 @@
-"""Web search: the fake's grounded answers.
+"""Web search: the fake's grounded answers, and how the gateway asks for and reads them.
 
 The fake answers a search call (``requestType: "web_search"``, the ``googleSearch`` tool) as Google does: text
 plus ``groundingMetadata`` whose supports count UTF-8 bytes. Its default answer derives three pages from the
@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 import requests
 
-from tests.fake_cloudcode import FakeCloudCode, Reply
+from gateway.catalog import KNOWN_MODELS
+from gateway.core.events import Grounding, Support, TextDelta
+from gateway.core.request import Message, Request, SearchResult, Text, Tool, WebSearchCall
+from gateway.translate.cloudcode import ResponseParser, build_request
+from gateway.translate.grounding import cited_spans, parse_grounding
+from gateway.translate.signatures import SignatureRegistry
+from tests.fake_cloudcode import FakeCloudCode, Reply, grounding_metadata
 
 SEARCH_MODEL = "gemini-3-flash-agent"
 
@@ -95,3 +101,69 @@ def test_fake_lists_the_models_that_search(fake: FakeCloudCode) -> None:
                             headers={"Authorization": f"Bearer {token}", "User-Agent": "antigravity/2.11.3 linux/amd64"},
                             timeout=10).json()
     assert listing["webSearchModelIds"] == [SEARCH_MODEL]
+
+
+# -- grounding ----------------------------------------------------------------------------------------------
+
+
+def test_grounding_is_parsed_from_the_metadata() -> None:
+    metadata = grounding_metadata("Café opens at 8. Tea too.", ["cafe hours"],
+                                  [("https://cafe.example/", "cafe.example"), ("https://tea.example/", "Tea")],
+                                  [("Café opens at 8.", [0]), ("Tea too.", [1, 0])])
+    grounding = parse_grounding(metadata)
+    assert grounding.queries == ["cafe hours"]
+    assert grounding.sources == [SearchResult("https://cafe.example/", "cafe.example"),
+                                 SearchResult("https://tea.example/", "Tea")]
+    assert grounding.supports == [Support(0, 17, "Café opens at 8.", (0,)), Support(18, 26, "Tea too.", (1, 0))]
+
+
+def test_cited_spans_turn_byte_offsets_into_text() -> None:
+    text = "Préface — first. Second one. Tail"
+    first, second = text.index("first."), text.index("Second")
+    raw = text.encode("utf-8")
+    start1, end1 = len(text[:first].encode()), len(text[:first + 6].encode())
+    start2, end2 = len(text[:second].encode()), len(text[:second + 11].encode())
+    assert raw[start1:end1] == b"first."
+    spans = cited_spans(text, [Support(start2, end2, "Second one.", (1,)), Support(start1, end1, "first.", (0,))])
+    assert spans == [("Préface — ", ()), ("first.", (0,)), (" ", ()), ("Second one.", (1,)), (" Tail", ())]
+    assert "".join(piece for piece, _ in spans) == text
+
+
+def test_cited_spans_fall_back_on_the_segment_text_and_drop_overlaps() -> None:
+    text = "Alpha beta. Gamma delta."
+    spans = cited_spans(text, [
+        Support(3, 9, "Gamma delta.", (0,)),  # offsets off (say, characters counted): the text finds it
+        Support(14, 20, "mma de", (1,)),      # overlaps the span placed before it: dropped
+        Support(0, 3, "nowhere", (2,)),       # neither offsets nor text fit
+    ])
+    assert spans == [("Alpha beta. ", ()), ("Gamma delta.", (0,))]
+
+
+def test_a_grounded_request_is_a_search_call_without_functions() -> None:
+    request = Request(model=SEARCH_MODEL, messages=[Message("user", [Text("flask streaming")])], grounded=True,
+                      tools=[Tool("f", "", {"type": "object", "properties": {"a": {"type": "string"}}})])
+    body = build_request(request, KNOWN_MODELS[SEARCH_MODEL], project="p", signatures=SignatureRegistry()).body
+    assert body["requestType"] == "web_search"
+    assert body["request"]["tools"] == [{"googleSearch": {}}]
+    assert "toolConfig" not in body["request"]
+
+
+def test_an_earlier_search_goes_upstream_as_text() -> None:
+    """No function needs declaring for it, whatever tools the later request has."""
+    search = WebSearchCall("srvtoolu_1", "flask", [SearchResult("https://a.example/", "A")])
+    failed = WebSearchCall("srvtoolu_2", "gevent", error="unavailable")
+    request = Request(model="claude-sonnet-4-6", messages=[
+        Message("user", [Text("find")]), Message("assistant", [search, failed, Text("Found.")])])
+    body = build_request(request, KNOWN_MODELS["claude-sonnet-4-6"], project="p", signatures=SignatureRegistry()).body
+    texts = [p["text"] for p in body["request"]["contents"][1]["parts"]]
+    assert "1. A - https://a.example/" in texts[0] and texts[0].startswith('Web search results for "flask"')
+    assert texts[1:] == ['The web search for "gevent" failed (unavailable).', "Found."]
+
+
+def test_the_parser_reports_grounding_as_an_event() -> None:
+    parser = ResponseParser()
+    metadata = grounding_metadata("A.", ["q"], [("https://a.example/", "A")], [("A.", [0])])
+    events = parser.feed({"candidates": [{"content": {"parts": [{"text": "A."}]}, "groundingMetadata": metadata,
+                                          "finishReason": "STOP"}]})
+    assert events == [TextDelta("A."), Grounding(["q"], [SearchResult("https://a.example/", "A")],
+                                                 [Support(0, 2, "A.", (0,))])]
