@@ -167,3 +167,229 @@ def test_the_parser_reports_grounding_as_an_event() -> None:
                                           "finishReason": "STOP"}]})
     assert events == [TextDelta("A."), Grounding(["q"], [SearchResult("https://a.example/", "A")],
                                                  [Support(0, 2, "A.", (0,))])]
+
+
+# -- Anthropic Messages -------------------------------------------------------------------------------------
+
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search"}
+WEATHER_TOOL = {"name": "get_weather", "description": "Current weather for a city",
+                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+# What the fake's default search answer says about "flask streaming", and which of its pages back each sentence.
+DOCS, NEWS, WIKI = ("https://docs.example.com/flask-streaming", "https://news.example.org/flask-streaming",
+                    "https://wiki.example.net/wiki/flask-streaming")
+ANSWER = ("Search results \u2014 summary: The documentation explains flask streaming. News sites reported on flask "
+          "streaming this week. The wiki and the documentation agree on flask streaming.")
+CITED = [("The documentation explains flask streaming.", [DOCS]),
+         ("News sites reported on flask streaming this week.", [NEWS]),
+         ("The wiki and the documentation agree on flask streaming.", [WIKI, DOCS])]
+
+
+def calls(fake: FakeCloudCode) -> list[tuple[str, str]]:
+    return [(r.body["requestType"], r.body["model"]) for r in fake.generate_requests()]
+
+
+def ask(client, stream: bool, **params: Any):
+    """One messages call, through the SDK's stream helper (and its accumulator) when ``stream``."""
+    params = {"model": "claude-sonnet-4-6", "max_tokens": 1024, **params}
+    if not stream:
+        return client.messages.create(**params)
+    with client.messages.stream(**params) as events:
+        return events.get_final_message()
+
+
+def search_only(query: str = "flask streaming", **tool: Any) -> dict[str, Any]:
+    """What Claude Code's WebSearch sends: the server tool alone, forced, and the query in the user's words."""
+    return {"tools": [{**WEB_SEARCH, "max_uses": 8, **tool}], "tool_choice": {"type": "tool", "name": "web_search"},
+            "messages": [{"role": "user", "content": f"Perform a web search for the query: {query}"}]}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_search_only_answers_with_results_and_citations(client, fake, stream) -> None:
+    message = ask(client, stream, **search_only())
+
+    use, result, *texts = message.content
+    assert (use.type, use.name, use.input) == ("server_tool_use", "web_search", {"query": "flask streaming"})
+    assert use.id.startswith("srvtoolu_") and result.tool_use_id == use.id
+    assert result.type == "web_search_tool_result"
+    assert [(r.type, r.url, r.page_age) for r in result.content] == [
+        ("web_search_result", url, None) for url in (DOCS, NEWS, WIKI)]
+    assert result.content[0].title == "flask streaming - Documentation"
+    assert all(r.encrypted_content for r in result.content)
+    assert {b.type for b in texts} == {"text"} and "".join(b.text for b in texts) == ANSWER
+    cited = [(b.text, [c.url for c in b.citations]) for b in texts if b.citations]
+    assert cited == [(text, urls) for text, urls in CITED]
+    for block in texts:
+        for citation in block.citations or []:
+            assert citation.type == "web_search_result_location" and citation.cited_text == block.text
+            assert citation.title and citation.encrypted_index
+    assert message.stop_reason == "end_turn"
+    assert message.model == SEARCH_MODEL  # the search model answered
+    assert message.usage.server_tool_use.web_search_requests == 1
+    assert calls(fake) == [("web_search", SEARCH_MODEL)]
+    upstream = fake.generate_requests()[0].body["request"]
+    assert upstream["tools"] == [{"googleSearch": {}}] and "toolConfig" not in upstream
+    assert upstream["contents"] == [{"role": "user", "parts": [
+        {"text": "Perform a web search for the query: flask streaming"}]}]
+
+
+def test_anthropic_search_stream_events(gateway, fake) -> None:
+    """The blocks as Anthropic streams them: the call's input as JSON, the results whole, citations before text."""
+    response = requests.post(f"{gateway.url}/v1/messages", stream=True, timeout=10,
+                             headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
+                             json={"model": "claude-sonnet-4-6", "max_tokens": 100, "stream": True, **search_only()})
+    events = [(e["type"], e) for e in (p for p in sse_payloads(response)) if e["type"] != "ping"]
+    kinds = [kind for kind, _ in events]
+    assert kinds[:8] == ["message_start", "content_block_start", "content_block_delta", "content_block_stop",
+                         "content_block_start", "content_block_stop", "content_block_start", "content_block_delta"]
+    assert events[1][1]["content_block"]["type"] == "server_tool_use" and events[1][1]["content_block"]["input"] == {}
+    assert json.loads(events[2][1]["delta"]["partial_json"]) == {"query": "flask streaming"}
+    assert events[4][1]["content_block"]["type"] == "web_search_tool_result"
+    assert len(events[4][1]["content_block"]["content"]) == 3
+    deltas = [e["delta"]["type"] for kind, e in events if kind == "content_block_delta"]
+    assert deltas[1:] == ["text_delta", "citations_delta", "text_delta", "text_delta", "citations_delta",
+                          "text_delta", "text_delta", "citations_delta", "citations_delta", "text_delta"]
+    assert events[-2][1]["usage"]["server_tool_use"] == {"web_search_requests": 1, "web_fetch_requests": 0}
+
+
+def test_anthropic_explicit_grounding(client, fake) -> None:
+    """A page cited twice is one result; a support naming no usable page cites nothing."""
+    text = "Zürich is in Switzerland. It has a lake. Nobody knows."
+    fake.enqueue(Reply.grounded(text, ["zurich"], [
+        ("https://ch.example/zurich", "Zürich"), ("https://lake.example/", "Lake"), ("https://ch.example/zurich", "Z"),
+        ("", "no page")], [("Zürich is in Switzerland.", [0]), ("It has a lake.", [1, 2]), ("Nobody knows.", [3])]),
+        model=SEARCH_MODEL)
+    message = ask(client, False, **search_only("zurich"))
+    assert [r.url for r in message.content[1].content] == ["https://ch.example/zurich", "https://lake.example/"]
+    blocks = [(b.text, [c.url for c in b.citations or []]) for b in message.content[2:]]
+    assert blocks == [("Zürich is in Switzerland.", ["https://ch.example/zurich"]), (" ", []),
+                      ("It has a lake.", ["https://lake.example/", "https://ch.example/zurich"]),
+                      (" Nobody knows.", [])]
+
+
+@pytest.mark.parametrize("tool, urls, cited", [
+    ({"allowed_domains": ["docs.example.com"]}, [DOCS], [[DOCS], [DOCS]]),
+    ({"allowed_domains": ["example.net/wiki"]}, [WIKI], [[WIKI]]),
+    ({"blocked_domains": ["example.org"]}, [DOCS, WIKI], [[DOCS], [WIKI, DOCS]]),
+])
+def test_anthropic_domain_limits_filter_results_and_citations(client, fake, tool, urls, cited) -> None:
+    message = ask(client, False, **search_only(**tool))
+    assert [r.url for r in message.content[1].content] == urls
+    assert [[c.url for c in b.citations] for b in message.content[2:] if b.citations] == cited
+    hint = fake.generate_requests()[0].body["request"]["systemInstruction"]["parts"][-1]["text"]
+    assert ", ".join(tool.get("allowed_domains") or tool.get("blocked_domains")) in hint
+
+
+def test_anthropic_domain_limits_read_google_redirect_links_by_title(client, fake) -> None:
+    """Google's grounding links go through its redirector; the title names the site."""
+    redirect = "https://vertexaisearch.cloud.google.com/grounding-api-redirect/"
+    fake.enqueue(Reply.grounded("One. Two.", ["q"], [(redirect + "AAA", "docs.python.org"),
+                                                     (redirect + "BBB", "spam.example")],
+                                [("One.", [0]), ("Two.", [1])]), model=SEARCH_MODEL)
+    message = ask(client, False, **search_only("q", blocked_domains=["spam.example"]))
+    assert [(r.url, r.title) for r in message.content[1].content] == [(redirect + "AAA", "docs.python.org")]
+
+
+def test_anthropic_user_location_and_both_domain_lists(client, fake) -> None:
+    ask(client, False, **search_only(user_location={"type": "approximate", "city": "Paris", "country": "FR",
+                                                    "timezone": "Europe/Paris"}))
+    hint = fake.generate_requests()[0].body["request"]["systemInstruction"]["parts"][-1]["text"]
+    assert hint == "The user is in Paris, FR (time zone Europe/Paris)."
+    import anthropic
+
+    with pytest.raises(anthropic.BadRequestError, match="allowed_domains"):
+        ask(client, False, **search_only(allowed_domains=["a.example"], blocked_domains=["b.example"]))
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-6", "claude-opus-4-6-thinking", SEARCH_MODEL])
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_search_beside_function_tools(client, fake, model, stream) -> None:
+    """The search is one more function: the model calls it, the gateway searches and hands the model the findings
+    (the thinking and signatures of its turn replayed as the fake insists), and the final answer cites a page."""
+    message = ask(client, stream, model=model, max_tokens=4096, tools=[WEB_SEARCH, WEATHER_TOOL],
+                  messages=[{"role": "user", "content": 'call tool web_search with {"query": "paris weather"}'}])
+
+    blocks = [b for b in message.content if b.type != "thinking"]
+    assert [b.type for b in blocks] == ["server_tool_use", "web_search_tool_result", "text"]
+    assert blocks[0].input == {"query": "paris weather"} and len(blocks[1].content) == 3
+    assert "https://docs.example.com/paris-weather" in blocks[2].text
+    assert message.stop_reason == "end_turn"
+    assert message.usage.server_tool_use.web_search_requests == 1
+    assert calls(fake) == [("agent", model), ("web_search", SEARCH_MODEL), ("agent", model)]
+    first, search, last = (r.body["request"] for r in fake.generate_requests())
+    assert [d["name"] for d in first["tools"][0]["functionDeclarations"]] == ["get_weather", "web_search"]
+    assert "googleSearch" not in json.dumps(first["tools"])
+    assert search["contents"] == [{"role": "user", "parts": [{"text": "paris weather"}]}]
+    assert search["tools"] == [{"googleSearch": {}}]
+    replayed_call = [p["functionCall"] for c in last["contents"] for p in c["parts"] if "functionCall" in p]
+    response = [p["functionResponse"] for c in last["contents"] for p in c["parts"] if "functionResponse" in p]
+    assert [(c["name"], c["args"]) for c in replayed_call] == [("web_search", {"query": "paris weather"})]
+    assert response[0]["name"] == "web_search"
+    assert "https://news.example.org/paris-weather" in response[0]["response"]["result"]
+
+
+def test_anthropic_search_and_client_tool_in_one_turn(client, fake) -> None:
+    """The client's own call ends the answer (after the search blocks); its next request carries the search back."""
+    fake.enqueue(Reply(tool_calls=[("web_search", {"query": "paris weather"}), ("get_weather", {"city": "Paris"})]),
+                 model="claude-sonnet-4-6")
+    question = {"role": "user", "content": "weather?"}
+    first = ask(client, False, tools=[WEB_SEARCH, WEATHER_TOOL], messages=[question])
+    assert [b.type for b in first.content] == ["server_tool_use", "web_search_tool_result", "tool_use"]
+    assert first.stop_reason == "tool_use"
+    call = first.content[2]
+
+    second = ask(client, True, tools=[WEB_SEARCH, WEATHER_TOOL], messages=[
+        question, {"role": "assistant", "content": first.content},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "Sunny"}]}])
+    assert second.content[-1].text == "Tool result received: Sunny"
+    model_turn = fake.generate_requests()[-1].body["request"]["contents"][1]["parts"]
+    assert model_turn[0]["text"].startswith('Web search results for "paris weather"')
+    assert "https://wiki.example.net/wiki/paris-weather" in model_turn[0]["text"]
+    assert [p["functionCall"]["name"] for p in model_turn[1:]] == ["get_weather"]
+
+
+def test_anthropic_max_uses(client, fake) -> None:
+    for query in ("one", "two"):
+        fake.enqueue(Reply(tool_calls=[("web_search", {"query": query})]), model="claude-sonnet-4-6")
+    message = ask(client, False, tools=[{**WEB_SEARCH, "max_uses": 1}, WEATHER_TOOL],
+                  messages=[{"role": "user", "content": "search twice"}])
+    assert [b.type for b in message.content] == ["server_tool_use", "web_search_tool_result", "server_tool_use",
+                                                 "web_search_tool_result", "text"]
+    assert len(message.content[1].content) == 3
+    assert message.content[3].content.error_code == "max_uses_exceeded"
+    assert "max_uses_exceeded" in message.content[4].text
+    assert message.usage.server_tool_use.web_search_requests == 1
+    assert calls(fake) == [("agent", "claude-sonnet-4-6"), ("web_search", SEARCH_MODEL),
+                           ("agent", "claude-sonnet-4-6"), ("agent", "claude-sonnet-4-6")]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("cause", ["refused", "no search model"])
+def test_anthropic_failed_search_is_an_error_result(client, fake, stream, cause) -> None:
+    """Not a failed request: the error as the tool's result, then the named model answers, told of it."""
+    if cause == "refused":
+        fake.enqueue(Reply.error(400, message="Search is down"), model=SEARCH_MODEL)
+    else:
+        del fake.models[SEARCH_MODEL]["_search"]
+    message = ask(client, stream, **search_only())
+
+    use, result, text = message.content
+    assert use.type == "server_tool_use" and result.tool_use_id == use.id
+    assert (result.content.type, result.content.error_code) == ("web_search_tool_result_error", "unavailable")
+    assert text.text == "Echo: Perform a web search for the query: flask streaming"
+    assert message.model == "claude-sonnet-4-6" and message.usage.server_tool_use is None
+    searched = [("web_search", SEARCH_MODEL)] if cause == "refused" else []
+    assert calls(fake) == [*searched, ("agent", "claude-sonnet-4-6")]
+    system = fake.generate_requests()[-1].body["request"]["systemInstruction"]["parts"][-1]["text"]
+    assert "failed (unavailable)" in system
+
+
+def test_anthropic_tool_choice_none_does_not_search(client, fake) -> None:
+    message = ask(client, False, tools=[WEB_SEARCH], tool_choice={"type": "none"},
+                  messages=[{"role": "user", "content": "hello"}])
+    assert [b.type for b in message.content] == ["text"]
+    assert calls(fake) == [("agent", "claude-sonnet-4-6")]
+
+
+def test_anthropic_count_tokens_with_the_search_tool(client, fake) -> None:
+    count = client.messages.count_tokens(model="claude-sonnet-4-6", **search_only())
+    assert count.input_tokens > 0
