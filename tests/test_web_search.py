@@ -1,4 +1,4 @@
-"""Web search: the fake's grounded answers, and how the gateway asks for and reads them.
+"""Web search: the fake's grounded answers, the gateway's search runner, and both client APIs end to end.
 
 The fake answers a search call (``requestType: "web_search"``, the ``googleSearch`` tool) as Google does: text
 plus ``groundingMetadata`` whose supports count UTF-8 bytes. Its default answer derives three pages from the
@@ -393,3 +393,100 @@ def test_anthropic_tool_choice_none_does_not_search(client, fake) -> None:
 def test_anthropic_count_tokens_with_the_search_tool(client, fake) -> None:
     count = client.messages.count_tokens(model="claude-sonnet-4-6", **search_only())
     assert count.input_tokens > 0
+
+
+# -- OpenAI Chat Completions --------------------------------------------------------------------------------
+
+WEATHER_FUNCTION = {"type": "function", "function": {"name": "get_weather", "description": "Current weather",
+                                                     "parameters": WEATHER_TOOL["input_schema"]}}
+
+
+@pytest.fixture
+def oai(gateway):
+    import openai
+
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0, timeout=30)
+
+
+def chat(oai, stream: bool, **params: Any):
+    """One chat completion, through the SDK's stream helper (and its accumulator) when ``stream``."""
+    params = {"model": "claude-sonnet-4-6", **params}
+    if not stream:
+        return oai.chat.completions.create(**params)
+    with oai.chat.completions.stream(**params) as events:
+        return events.get_final_completion()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_web_search_options_answer_with_url_citations(oai, fake, stream) -> None:
+    completion = chat(oai, stream, web_search_options={"search_context_size": "low"},
+                      messages=[{"role": "user", "content": "flask streaming"}])
+
+    message = completion.choices[0].message
+    assert message.content == ANSWER and completion.choices[0].finish_reason == "stop"
+    spans = [(message.content[a.url_citation.start_index:a.url_citation.end_index], a.url_citation.url)
+             for a in message.annotations]
+    assert spans == [(text, url) for text, urls in CITED for url in urls]
+    assert {a.type for a in message.annotations} == {"url_citation"}
+    assert message.annotations[0].url_citation.title == "flask streaming - Documentation"
+    assert completion.model == SEARCH_MODEL
+    assert calls(fake) == [("web_search", SEARCH_MODEL)]
+    assert fake.generate_requests()[0].body["request"]["contents"] == [
+        {"role": "user", "parts": [{"text": "flask streaming"}]}]
+
+
+def test_chat_stream_sends_the_annotations_once_before_the_finish(gateway, fake) -> None:
+    response = requests.post(f"{gateway.url}/v1/chat/completions", stream=True, timeout=10,
+                             headers={"Authorization": "Bearer x"},
+                             json={"model": "claude-sonnet-4-6", "stream": True, "web_search_options": {},
+                                   "messages": [{"role": "user", "content": "flask streaming"}]})
+    lines = [line.decode("utf-8") for line in response.iter_lines() if line.startswith(b"data: ")]
+    assert lines[-1] == "data: [DONE]"
+    deltas = [json.loads(line[6:])["choices"][0] for line in lines[:-1]]
+    annotated = [k for k, d in enumerate(deltas) if "annotations" in d["delta"]]
+    assert annotated == [len(deltas) - 2] and deltas[-1]["finish_reason"] == "stop"
+    assert len(deltas[annotated[0]]["delta"]["annotations"]) == 4
+
+
+def test_chat_search_beside_function_tools(oai, fake) -> None:
+    completion = chat(oai, False, web_search_options={}, tools=[WEATHER_FUNCTION],
+                      messages=[{"role": "user", "content": 'call tool web_search with {"query": "paris weather"}'}])
+    message = completion.choices[0].message
+    assert "https://docs.example.com/paris-weather" in message.content and not message.tool_calls
+    assert calls(fake) == [("agent", "claude-sonnet-4-6"), ("web_search", SEARCH_MODEL), ("agent", "claude-sonnet-4-6")]
+
+
+def test_chat_search_name_steps_aside_for_a_client_function(oai, fake) -> None:
+    """A client function already called web_search keeps the name; the gateway's search takes another."""
+    own = {"type": "function", "function": {"name": "web_search", "parameters": {"type": "object", "properties": {
+        "q": {"type": "string"}}}}}
+    completion = chat(oai, False, web_search_options={}, tools=[own],
+                      messages=[{"role": "user", "content": 'call tool web_search with {"q": "x"}'}])
+    assert completion.choices[0].message.tool_calls[0].function.name == "web_search"
+    declared = fake.generate_requests()[0].body["request"]["tools"][0]["functionDeclarations"]
+    assert [d["name"] for d in declared] == ["web_search", "google_web_search"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_failed_search_still_answers(oai, fake, stream) -> None:
+    fake.enqueue(Reply.error(400, message="Search is down"), model=SEARCH_MODEL)
+    completion = chat(oai, stream, web_search_options={}, messages=[{"role": "user", "content": "flask streaming"}])
+    message = completion.choices[0].message
+    assert message.content == "Echo: flask streaming" and not message.annotations
+    assert completion.model == "claude-sonnet-4-6"
+    assert calls(fake) == [("web_search", SEARCH_MODEL), ("agent", "claude-sonnet-4-6")]
+
+
+def test_chat_user_location_reaches_the_search(oai, fake) -> None:
+    chat(oai, False, messages=[{"role": "user", "content": "weather"}], web_search_options={
+        "user_location": {"type": "approximate", "approximate": {"city": "Lyon", "country": "FR"}}})
+    hint = fake.generate_requests()[0].body["request"]["systemInstruction"]["parts"][-1]["text"]
+    assert hint == "The user is in Lyon, FR."
+
+
+def test_chat_bad_web_search_options(oai) -> None:
+    import openai
+
+    with pytest.raises(openai.BadRequestError, match="search_context_size"):
+        chat(oai, False, messages=[{"role": "user", "content": "x"}],
+             web_search_options={"search_context_size": "huge"})
