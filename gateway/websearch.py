@@ -19,6 +19,7 @@ import logging
 import re
 import secrets
 from collections.abc import Generator, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
@@ -160,15 +161,16 @@ class WebSearch:
         text: list[str] = []
         grounding: Grounding | None = None
         try:
-            for event in self.dispatcher.events(request, outcome, model):
-                if isinstance(event, KeepAlive):
-                    yield event
-                elif isinstance(event, TextDelta):
-                    text.append(event.text)
-                elif isinstance(event, Grounding):
-                    grounding = event  # each report covers the whole answer so far
-                elif isinstance(event, Finish):
-                    search.usage = event.usage
+            with closing(self.dispatcher.events(request, outcome, model)) as events:
+                for event in events:
+                    if isinstance(event, KeepAlive):
+                        yield event
+                    elif isinstance(event, TextDelta):
+                        text.append(event.text)
+                    elif isinstance(event, Grounding):
+                        grounding = event  # each report covers the whole answer so far
+                    elif isinstance(event, Finish):
+                        search.usage = event.usage
         except RateLimited as exc:
             log.warning("web search for %r: %s", query, exc.message)
             search.error = "too_many_requests"
@@ -224,15 +226,16 @@ class WebSearch:
             parts: list[Part] = []
             calls: list[ToolCallEvent] = []
             client_calls: list[ToolCallEvent] = []  # shown after the searches, as Anthropic orders them
-            for event in self.dispatcher.events(turn, outcome, model):
-                if isinstance(event, Finish):
-                    finish = event
-                elif isinstance(event, ToolCallEvent):
-                    (calls if event.name == name else client_calls).append(event)
-                    parts.append(ToolCall(event.id, event.name, event.arguments, event.signature))
-                else:
-                    _record(parts, event)
-                    yield event
+            with closing(self.dispatcher.events(turn, outcome, model)) as events:
+                for event in events:
+                    if isinstance(event, Finish):
+                        finish = event
+                    elif isinstance(event, ToolCallEvent):
+                        (calls if event.name == name else client_calls).append(event)
+                        parts.append(ToolCall(event.id, event.name, event.arguments, event.signature))
+                    else:
+                        _record(parts, event)
+                        yield event
             total += finish.usage
             if not calls:
                 yield from client_calls

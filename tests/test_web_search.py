@@ -363,24 +363,28 @@ def test_anthropic_max_uses(client, fake) -> None:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize("cause", ["refused", "no search model"])
-def test_anthropic_failed_search_is_an_error_result(client, fake, stream, cause) -> None:
+@pytest.mark.parametrize("cause, code", [("refused", "unavailable"), ("no search model", "unavailable"),
+                                         ("out of quota", "too_many_requests")])
+def test_anthropic_failed_search_is_an_error_result(client, fake, stream, cause, code) -> None:
     """Not a failed request: the error as the tool's result, then the named model answers, told of it."""
     if cause == "refused":
         fake.enqueue(Reply.error(400, message="Search is down"), model=SEARCH_MODEL)
+    elif cause == "out of quota":
+        fake.enqueue(Reply.error(429, reason="QUOTA_EXHAUSTED", retry_delay="3600s", quota_reset_delay="1h"),
+                     model=SEARCH_MODEL)
     else:
         del fake.models[SEARCH_MODEL]["_search"]
     message = ask(client, stream, **search_only())
 
     use, result, text = message.content
     assert use.type == "server_tool_use" and result.tool_use_id == use.id
-    assert (result.content.type, result.content.error_code) == ("web_search_tool_result_error", "unavailable")
+    assert (result.content.type, result.content.error_code) == ("web_search_tool_result_error", code)
     assert text.text == "Echo: Perform a web search for the query: flask streaming"
     assert message.model == "claude-sonnet-4-6" and message.usage.server_tool_use is None
-    searched = [("web_search", SEARCH_MODEL)] if cause == "refused" else []
+    searched = [] if cause == "no search model" else [("web_search", SEARCH_MODEL)]
     assert calls(fake) == [*searched, ("agent", "claude-sonnet-4-6")]
     system = fake.generate_requests()[-1].body["request"]["systemInstruction"]["parts"][-1]["text"]
-    assert "failed (unavailable)" in system
+    assert f"failed ({code})" in system
 
 
 def test_anthropic_tool_choice_none_does_not_search(client, fake) -> None:
