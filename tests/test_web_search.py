@@ -97,9 +97,9 @@ def test_fake_refuses_what_google_refuses(fake: FakeCloudCode, body: dict[str, A
 
 def test_fake_lists_the_models_that_search(fake: FakeCloudCode) -> None:
     token = fake.mint_access_token("alice@example.com")
+    headers = {"Authorization": f"Bearer {token}", "User-Agent": "antigravity/2.11.3 linux/amd64"}
     listing = requests.post(f"{fake.base_url}/v1internal:fetchAvailableModels", json={"project": "proj-alice"},
-                            headers={"Authorization": f"Bearer {token}", "User-Agent": "antigravity/2.11.3 linux/amd64"},
-                            timeout=10).json()
+                            headers=headers, timeout=10).json()
     assert listing["webSearchModelIds"] == [SEARCH_MODEL]
 
 
@@ -385,6 +385,19 @@ def test_anthropic_failed_search_is_an_error_result(client, fake, stream, cause,
     assert calls(fake) == [*searched, ("agent", "claude-sonnet-4-6")]
     system = fake.generate_requests()[-1].body["request"]["systemInstruction"]["parts"][-1]["text"]
     assert f"failed ({code})" in system
+
+
+def test_anthropic_search_only_follow_up_sends_the_conversation(client, fake) -> None:
+    """The search model sees the conversation's text (so a follow-up has its context); the query is the last ask."""
+    first = ask(client, False, **search_only())
+    message = ask(client, False, tools=[WEB_SEARCH], messages=[
+        {"role": "user", "content": "flask streaming"}, {"role": "assistant", "content": first.content},
+        {"role": "user", "content": "and gevent?"}])
+    assert message.content[0].input == {"query": "and gevent?"}
+    contents = fake.generate_requests()[-1].body["request"]["contents"]
+    assert [c["role"] for c in contents] == ["user", "model", "user"]
+    assert contents[1]["parts"] == [{"text": ANSWER}]  # the cited blocks are one answer again
+    assert contents[2]["parts"] == [{"text": "and gevent?"}]
 
 
 def test_anthropic_tool_choice_none_does_not_search(client, fake) -> None:

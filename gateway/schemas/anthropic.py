@@ -176,13 +176,19 @@ def _content(value: Any, role: str, path: str) -> list[Part]:
         return [Text(value)]
     blocks = expect(value, list, path, "a string or a list of content blocks")
     parts: list[Part] = []
+    cited = False
     for index, block in enumerate(blocks):
         if isinstance(block, dict) and block.get("type") == "web_search_tool_result" and role == "assistant":
             _search_results(block, parts, f"{path}.{index}")
             continue
         part = _block(block, role, f"{path}.{index}")
-        if part is not None:
+        # An answer cut into text blocks only to carry citations is one text again (its spaces are blocks too).
+        joins = isinstance(part, Text) and bool(parts) and isinstance(parts[-1], Text)
+        if joins and (cited or block.get("citations")):
+            parts[-1] = Text(parts[-1].text + part.text)  # type: ignore[union-attr]
+        elif part is not None:
             parts.append(part)
+        cited = isinstance(part, Text) and (bool(block.get("citations")) or (joins and cited))
     return parts
 
 

@@ -406,7 +406,8 @@ def _web_search(value: dict[str, Any] | None) -> WebSearchOptions | None:
         path = "web_search_options.user_location.approximate"
         approximate = expect(where.get("approximate") or {}, dict, path, "an object")
         location = Location(**{key: _string(approximate[key], f"{path}.{key}")
-                               for key in ("city", "region", "country", "timezone") if approximate.get(key) is not None})
+                               for key in ("city", "region", "country", "timezone")
+                               if approximate.get(key) is not None})
     return WebSearchOptions(location=location)
 
 
