@@ -51,7 +51,7 @@ def create_message() -> Response | tuple[Response, int]:
     g.access.model, g.access.stream = canonical.model, canonical.stream
     model = gateway.dispatcher.resolve_model(canonical)
     g.outcome = outcome = Outcome()
-    events = gateway.dispatcher.events(canonical, outcome, model)
+    events = gateway.web_search.events(canonical, outcome, model)
     if canonical.stream:
         events = prime(events)  # the attempts run here: the model that answers is known after it
         renderer = render.StreamRenderer(outcome.model or model.id)

@@ -103,7 +103,7 @@ def chat_completions() -> Response:
     model = gateway.dispatcher.resolve_model(canonical)
     restore_thinking(canonical, gateway.signatures)
     g.outcome = outcome = Outcome()
-    events = replayable(gateway.dispatcher.events(canonical, outcome, model), gateway.signatures, model.signer)
+    events = replayable(gateway.web_search.events(canonical, outcome, model), gateway.signatures, model.signer)
     if canonical.stream:
         events = prime(events)  # the attempts run here: the model that answers is known after it
         renderer = render.StreamRenderer(outcome.model or model.id, include_usage=chat.include_usage)
