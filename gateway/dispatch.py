@@ -176,6 +176,8 @@ class Dispatcher:
             except NotFound:
                 log.warning("GATEWAY_MODEL_FALLBACK names %s, which is not a model the upstream lists", target)
                 return None
+            if request.grounded and fallback.id not in self.catalog.search_models:
+                return None  # the upstream refuses a search on a model that cannot search
             return fallback if fallback.id != model.id else None
         return None
 

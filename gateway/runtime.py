@@ -21,6 +21,7 @@ from .translate.signatures import SignatureRegistry
 from .upstream.client import CloudCodeClient
 from .upstream.errors import ClientVersionRefused
 from .upstream.version import ClientVersion
+from .websearch import WebSearch
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Gateway:
         self._tried_at = -MODEL_LISTING_RETRY
         self._listing_lock = threading.Lock()
         self.dispatcher.before_resolve = self.follow_model_listing
+        self.web_search = WebSearch(self.dispatcher)
 
     def follow_model_listing(self) -> None:
         """Keep the catalog on the upstream's listing: fetched before the first model lookup, then refreshed in

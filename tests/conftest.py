@@ -226,3 +226,15 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def saved_accounts(path: Path, ready, timeout: float = 5.0) -> dict:  # noqa: ANN001
+    """The accounts file once ``ready(data)`` holds: the gateway saves what it learns off the request path."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        data = json.loads(path.read_text())
+        if ready(data) or time.monotonic() > deadline:
+            return data
+        time.sleep(0.02)

@@ -372,7 +372,7 @@ class Reply:
         stall_after: int | None = None, stall_seconds: float = 0.0, crlf: bool = False,
         split_writes: bool = False, no_final_newline: bool = False,
         raw_chunks: list[dict[str, Any]] | None = None, failure: _Failure | None = None,
-        is_empty: bool = False, block_reason: str | None = None,
+        is_empty: bool = False, block_reason: str | None = None, grounding: dict[str, Any] | None = None,
     ) -> None:
         self.text = text
         self.thinking = thinking
@@ -390,6 +390,8 @@ class Reply:
         self.failure = failure
         self.is_empty = is_empty
         self.block_reason = block_reason
+        # ``groundingMetadata`` for the answer of a search call (see ``Reply.grounded``).
+        self.grounding = grounding
 
     @classmethod
     def text(cls, text: str, chunks: int = 3, **options: Any) -> Reply:  # type: ignore[override]
@@ -414,6 +416,13 @@ class Reply:
     @classmethod
     def empty(cls, **options: Any) -> Reply:
         return cls(is_empty=True, **options)
+
+    @classmethod
+    def grounded(cls, text: str, queries: list[str], sources: list[tuple[str, str]],
+                 supports: list[tuple[str, list[int]]] | None = None, **options: Any) -> Reply:
+        """A search call's answer: ``text`` grounded in ``sources`` ((uri, title) pairs); each support names a
+        piece of ``text`` and the indexes of the sources backing it (docs/upstream.md, "Web search")."""
+        return cls(text=text, grounding=grounding_metadata(text, queries, sources, supports or []), **options)
 
     @classmethod
     def blocked(cls, reason: str = "SAFETY", **options: Any) -> Reply:
@@ -693,6 +702,10 @@ class _Call:
     @property
     def thinking_config(self) -> dict[str, Any]:
         return _get(_get(self.request, "generationConfig"), "thinkingConfig") or {}
+
+    @property
+    def searching(self) -> bool:
+        return any(_get(tool, "googleSearch") is not None for tool in _get(self.request, "tools") or [])
 
     @property
     def declared(self) -> list[str]:
@@ -977,7 +990,77 @@ def _check_gemini_signatures(contents: list[dict[str, Any]], signer: _Signer) ->
                 raise invalid("Corrupted thought signature.")
 
 
+def _check_search(call: _Call, request_type: Any) -> None:
+    """Web search (docs/upstream.md, "Web search"): a call of its own, with ``requestType: "web_search"``, no
+    function declarations beside ``googleSearch``, on a model the listing names in ``webSearchModelIds``."""
+    if not call.searching:
+        if request_type == "web_search":
+            raise invalid("A web_search request needs the google_search tool.")
+        return
+    if call.declared:
+        raise invalid("Multiple tools are supported only when they are all search tools.")
+    if not call.info.get("_search"):
+        raise invalid(f"Google Search is not supported for model {call.model}.")
+    if request_type != "web_search":
+        raise invalid(f"The google_search tool needs requestType web_search, got {request_type!r}.")
+
+
 # -- answers --------------------------------------------------------------------
+
+
+def grounding_metadata(text: str, queries: list[str], sources: list[tuple[str, str]],
+                       supports: list[tuple[str, list[int]]]) -> dict[str, Any]:
+    """Google's ``groundingMetadata``: segment offsets count UTF-8 bytes of the answer, and proto3 leaves a
+    zero ``startIndex`` out."""
+    encoded, found = text.encode("utf-8"), []
+    cursor = 0
+    for piece, indices in supports:
+        at = text.index(piece, cursor)
+        cursor = at + len(piece)
+        start, end = len(text[:at].encode("utf-8")), len(text[:cursor].encode("utf-8"))
+        segment = {"startIndex": start, "endIndex": end, "text": encoded[start:end].decode("utf-8")}
+        if start == 0:
+            del segment["startIndex"]
+        found.append({"segment": segment, "groundingChunkIndices": list(indices),
+                      "confidenceScores": [0.9] * len(indices)})
+    return {
+        "webSearchQueries": list(queries),
+        "searchEntryPoint": {"renderedContent": "<style>.container{}</style><div class=\"container\">"
+                             + "".join(f"<a class=\"chip\">{q}</a>" for q in queries) + "</div>"},
+        "groundingChunks": [{"web": {"uri": uri, "title": title}} for uri, title in sources],
+        "groundingSupports": found,
+        "retrievalMetadata": {},
+    }
+
+
+def search_query(call: _Call) -> str:
+    """What the search model searches for: the last user text, without a "Perform a web search for" wording."""
+    contents = _get(call.request, "contents") or []
+    last_user = next((c for c in reversed(contents) if _get(c, "role") == "user"), {})
+    texts = [_get(p, "text") for p in _get(last_user, "parts") or [] if isinstance(_get(p, "text"), str)]
+    text = " ".join(t.strip() for t in texts if t.strip())
+    return re.sub(r"^.*?\bsearch for(?: the query)?:\s*", "", text, flags=re.IGNORECASE | re.DOTALL).strip()
+
+
+def search_reply(call: _Call) -> Reply:
+    """The grounded answer of a search call with nothing queued: three pages derived from the query, and an
+    answer whose sentences cite them (the first behind a multi-byte character, so offsets are bytes)."""
+    query = search_query(call) or "nothing"
+    slug = re.sub(r"[^a-z0-9]+", "-", query.lower()).strip("-") or "search"
+    sources = [
+        (f"https://docs.example.com/{slug}", f"{query} - Documentation"),
+        (f"https://news.example.org/{slug}", f"Latest news about {query}"),
+        (f"https://wiki.example.net/wiki/{slug}", f"{query} - Wiki"),
+    ]
+    cited = [
+        (f"The documentation explains {query}.", [0]),
+        (f"News sites reported on {query} this week.", [1]),
+        (f"The wiki and the documentation agree on {query}.", [2, 0]),
+    ]
+    text = "Search results \u2014 summary: " + " ".join(piece for piece, _ in cited)
+    return Reply.grounded(text, [query], sources, cited)
+
+
 
 
 def _part_text(part: dict[str, Any]) -> str:
@@ -1100,6 +1183,8 @@ def render_chunks(reply: Reply, call: _Call, signer: _Signer, prompt: int, cache
             chunk["usageMetadata"] = {"promptTokenCount": prompt, "totalTokenCount": prompt}
         if k == len(events) - 1:
             candidate["finishReason"] = reply.finish
+            if reply.grounding is not None:  # Google reports the grounding with the end of the answer
+                candidate["groundingMetadata"] = copy.deepcopy(reply.grounding)
             chunk["usageMetadata"] = usage
         chunks.append({**chunk, **common})
     return chunks
@@ -1115,10 +1200,11 @@ def merge_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     """Fold stream chunks into the unary answer: consecutive text and thought parts
     are concatenated and keep their signature (docs/upstream.md, "Streaming responses")."""
     parts: list[dict[str, Any]] = []
-    finish, usage = None, None
+    finish, usage, grounding = None, None, None
     for chunk in chunks:
         for candidate in chunk.get("candidates") or []:
             finish = candidate.get("finishReason") or finish
+            grounding = candidate.get("groundingMetadata") or grounding
             for part in (candidate.get("content") or {}).get("parts") or []:
                 if parts and _part_kind(part) != "other" and _part_kind(part) == _part_kind(parts[-1]):
                     parts[-1]["text"] += part.get("text", "")
@@ -1131,6 +1217,8 @@ def merge_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     if parts or finish:
         candidate = {"content": {"role": "model", "parts": parts}}
         merged["candidates"] = [{**candidate, "finishReason": finish} if finish else candidate]
+        if grounding:
+            merged["candidates"][0]["groundingMetadata"] = grounding
     if usage:
         merged["usageMetadata"] = usage
     for key in ("modelVersion", "responseId"):
@@ -1439,7 +1527,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._json_body()
         call = self.fake._prepare_call(body, account, rec.headers)
         self.fake._check_quota(account, call.model, _get(body, "enabledCreditTypes") or [])
-        reply = self.fake._next_reply(account.email, call.model) or default_reply(call)
+        reply = self.fake._next_reply(account.email, call.model) or (
+            search_reply(call) if call.searching else default_reply(call))
         if reply.failure is not None:
             raise reply.failure.to_error(call.model)
         prompt = prompt_tokens(call.request)
@@ -1846,6 +1935,7 @@ class FakeCloudCode:
         self._check_project(_get(body, "project"), account)
         call = _Call(model, self._model_info(model, headers), _get(body, "request") or {}, account.email)
         _check_generate(call, self._identity.signer)
+        _check_search(call, _get(body, "requestType"))
         return call
 
     def _project_json(self, account: Account) -> dict[str, str]:

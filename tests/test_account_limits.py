@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import requests
 
-from tests.conftest import REFRESH_TOKEN
+from tests.conftest import REFRESH_TOKEN, saved_accounts
 from tests.fake_cloudcode import Reply
 from tests.test_accounts_pool import EMAILS, LONG_LIMIT, TOKENS, ask, post, running, trio_file  # noqa: F401 - fixture
 
@@ -110,11 +110,12 @@ def test_refresh_token_reports_and_clears_invalid_accounts(fake, trio_file) -> N
         assert body["failed"] == 1 and body["accounts"][0]["status"] == "invalid"
         assert REFRESH_TOKEN not in response.text
         assert requests.get(f"{url}/health", timeout=5).json()["activeAccounts"] == 2
-        assert json.loads(trio_file.read_text())["accounts"][0]["isInvalid"] is True
+        marked = saved_accounts(trio_file, lambda data: data["accounts"][0].get("isInvalid"))
+        assert marked["accounts"][0]["isInvalid"] is True
 
         fake.add_account("alice@example.com", refresh_token=REFRESH_TOKEN, project_id="proj-alice")  # valid again
         again = requests.post(f"{url}/refresh-token?email=alice@example.com", timeout=10)
         assert again.status_code == 200 and again.json()["accounts"][0]["status"] == "ok"
         assert requests.get(f"{url}/health", timeout=5).json()["activeAccounts"] == 3
-    alice = json.loads(trio_file.read_text())["accounts"][0]
+    alice = saved_accounts(trio_file, lambda data: data["accounts"][0]["isInvalid"] is False)["accounts"][0]
     assert alice["isInvalid"] is False and alice["invalidReason"] is None

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from gateway.dispatch import FALLBACK_HEADER
-from tests.conftest import REFRESH_TOKEN, gateway_settings, serve, write_accounts
+from tests.conftest import REFRESH_TOKEN, gateway_settings, saved_accounts, serve, write_accounts
 from tests.fake_cloudcode import FakeCloudCode, Reply
 from tests.test_anthropic_api import sse_events
 
@@ -187,7 +187,7 @@ def test_invalid_grant_marks_the_account_and_the_pool_goes_on(fake, trio_file) -
     assert health == {"status": "ok", "accounts": 3, "activeAccounts": 2}
     assert served_by(fake) == ["bob", "bob"]
     assert fake.refresh_count(REFRESH_TOKEN) == 1  # tried once, then left alone
-    alice = json.loads(trio_file.read_text())["accounts"][0]
+    alice = saved_accounts(trio_file, lambda data: data["accounts"][0].get("isInvalid"))["accounts"][0]
     assert alice["isInvalid"] is True and "invalid_grant" in alice["invalidReason"]
     assert alice["refreshToken"] == REFRESH_TOKEN and (trio_file.stat().st_mode & 0o777) == 0o600
 

@@ -122,7 +122,8 @@ class Run:
         return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr[-3000:]}"
 
 
-def run_claude(binary: Path, gateway_url: str, model: str, prompt: str, tmp_path: Path) -> Run:
+def run_claude(binary: Path, gateway_url: str, model: str, prompt: str, tmp_path: Path, *,
+               allowed_tools: str = "Bash", extra_env: dict[str, str] | None = None) -> Run:
     """``claude -p`` with an empty HOME and cwd, so no user settings, login or project files leak in."""
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()
@@ -138,8 +139,9 @@ def run_claude(binary: Path, gateway_url: str, model: str, prompt: str, tmp_path
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_TELEMETRY": "1",
         "DISABLE_AUTOUPDATER": "1",
+        **(extra_env or {}),
     }
-    command = [str(binary), "-p", "--allowedTools", "Bash", "--", prompt]
+    command = [str(binary), "-p", "--allowedTools", allowed_tools, "--", prompt]
     done = subprocess.run(command, env=env, cwd=work, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=RUN_TIMEOUT)
     return Run(done.returncode, done.stdout, done.stderr)
@@ -196,6 +198,34 @@ def test_bash_tool_round_trip(claude_bin: Path, gateway: GatewayServer, fake: Fa
     responses = function_responses(fake)
     assert [r["name"] for r in responses] == ["Bash"]
     assert MARKER in json.dumps(responses[0]["response"])
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_web_search(claude_bin: Path, gateway: GatewayServer, fake: FakeCloudCode, seen: RequestLog,
+                    model: str, tmp_path: Path) -> None:
+    """The model calls WebSearch; Claude Code asks the gateway for the search in a request of its own (its only tool
+    the web_search server tool), the gateway searches upstream, and the final answer holds a result's URL.
+
+    Claude Code 2.1.332 defers WebSearch behind its ToolSearch tool, which the fake's model cannot use:
+    ``ENABLE_TOOL_SEARCH=false`` makes it declare WebSearch up front.
+    """
+    prompt = f"call tool WebSearch with {json.dumps({'query': 'gateway grounding'})}"
+    run = run_claude(claude_bin, gateway.url, model, prompt, tmp_path, allowed_tools="WebSearch",
+                     extra_env={"ENABLE_TOOL_SEARCH": "false"})
+
+    assert run.returncode == 0, run.explain()
+    assert "https://docs.example.com/gateway-grounding" in run.stdout, run.explain()
+    assert_all_streamed(seen, 3)
+    first, search, last = seen.messages()
+    assert "WebSearch" in {tool.get("name") for tool in first.body.get("tools", [])}
+    assert [tool["type"].startswith("web_search_") for tool in search.body["tools"]] == [True]
+    assert "gateway grounding" in json.dumps(search.body["messages"])
+    generated = [(r.body["requestType"], r.body["model"], r.status) for r in fake.generate_requests()]
+    assert generated == [("agent", model, 200), ("web_search", "gemini-3-flash-agent", 200), ("agent", model, 200)]
+    assert fake.generate_requests()[1].body["request"]["tools"] == [{"googleSearch": {}}]
+    responses = function_responses(fake)
+    assert [r["name"] for r in responses] == ["WebSearch"]
+    assert "https://news.example.org/gateway-grounding" in json.dumps(responses[0]["response"])
 
 
 def test_bin_lookup_prefers_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import json
 
 import requests
 
-from tests.conftest import gateway_settings, serve, write_accounts
+from tests.conftest import gateway_settings, saved_accounts, serve, write_accounts
 
 
 def test_health(gateway) -> None:
@@ -64,7 +64,7 @@ def test_project_discovery_with_onboarding_is_saved_keeping_unknown_fields(fake,
         assert response.status_code == 200, response.text
     finally:
         server.shutdown()
-    saved = json.loads(path.read_text())
+    saved = saved_accounts(path, lambda data: data["accounts"][0].get("projectId"))
     entry = saved["accounts"][0]
     assert entry["projectId"] and entry["source"] == "oauth" and entry["addedAt"].startswith("2026")
     assert saved["settings"] == {"cooldownDurationMs": 60000} and saved["activeIndex"] == 0

@@ -47,6 +47,26 @@ class ToolCall:
 
 
 @dataclass
+class SearchResult:
+    """One page a web search found."""
+
+    url: str
+    title: str
+    page_age: str | None = None
+
+
+@dataclass
+class WebSearchCall:
+    """A search the gateway ran in an earlier turn, as the client sends it back: what was searched, what came of it."""
+
+    id: str
+    query: str
+    results: list[SearchResult] = field(default_factory=list)
+    # Why it failed (Anthropic's error codes: unavailable, max_uses_exceeded, ...); None when it did not.
+    error: str | None = None
+
+
+@dataclass
 class ToolResult:
     tool_call_id: str
     content: list[Text | Image]
@@ -55,7 +75,7 @@ class ToolResult:
     name: str | None = None
 
 
-Part = Union[Text, Image, Thinking, RedactedThinking, ToolCall, ToolResult]
+Part = Union[Text, Image, Thinking, RedactedThinking, ToolCall, ToolResult, WebSearchCall]
 
 
 @dataclass
@@ -69,6 +89,28 @@ class Tool:
     name: str
     description: str
     parameters: dict[str, Any]
+
+
+@dataclass
+class Location:
+    """Where the user roughly is, to make search results local."""
+
+    city: str | None = None
+    region: str | None = None
+    country: str | None = None
+    timezone: str | None = None
+
+
+@dataclass
+class WebSearchOptions:
+    """The client lets the gateway search the web for the model (a server tool the gateway runs itself)."""
+
+    # The name the model calls the search by (Anthropic's tool name).
+    name: str = "web_search"
+    max_uses: int | None = None
+    allowed_domains: tuple[str, ...] = ()
+    blocked_domains: tuple[str, ...] = ()
+    location: Location | None = None
 
 
 @dataclass
@@ -112,3 +154,7 @@ class Request:
     # A client-given key for the upstream prompt-cache session (else derived from the first user text).
     session_key: str | None = None
     response_format: ResponseFormat | None = None
+    # Web search the client allows (gateway/websearch.py runs it).
+    web_search: WebSearchOptions | None = None
+    # This request is itself a search: answered with Google Search grounding, and so without functions.
+    grounded: bool = False

@@ -25,7 +25,7 @@ def generate(family: Family, body: dict[str, Any]) -> Response:
     g.access.model, g.access.stream = canonical.model, canonical.stream
     model = gateway.dispatcher.resolve_model(canonical)
     g.outcome = outcome = Outcome()
-    events = family.relay(gateway.dispatcher.events(canonical, outcome, model), call, gateway, model)
+    events = family.relay(gateway.web_search.events(canonical, outcome, model), call, gateway, model)
     if canonical.stream:
         events = prime(events)
         renderer = family.stream(call, outcome.model or model.id)

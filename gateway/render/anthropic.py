@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 from typing import Any
 
 from ..core.events import (
+    Citation,
     Event,
     Finish,
     KeepAlive,
@@ -18,6 +20,7 @@ from ..core.events import (
     ToolCallEvent,
     Usage,
     UsageEvent,
+    WebSearchEvent,
 )
 from .. import fastjson
 from ..errors import GatewayError
@@ -55,26 +58,63 @@ def error_headers(error: GatewayError) -> dict[str, str]:
     return {"retry-after": str(max(1, int(error.retry_after + 0.999)))}
 
 
-def usage_body(usage: Usage) -> dict[str, int]:
+def usage_body(usage: Usage) -> dict[str, Any]:
     """Anthropic counts cached input apart from input, and bills thinking as output."""
-    return {
+    body: dict[str, Any] = {
         "input_tokens": max(usage.prompt_tokens - usage.cached_tokens, 0),
         "output_tokens": usage.output_tokens + usage.thinking_tokens,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": usage.cached_tokens,
     }
+    if usage.searches:
+        body["server_tool_use"] = {"web_search_requests": usage.searches, "web_fetch_requests": 0}
+    return body
 
 
-def _block_body(block: Any) -> dict[str, Any]:
+def _opaque(text: str) -> str:
+    """Anthropic's encrypted fields are opaque to clients, which only send them back; the gateway's are readable."""
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def citation_body(citation: Citation) -> dict[str, Any]:
+    return {
+        "type": "web_search_result_location",
+        "url": citation.url,
+        "title": citation.title,
+        "encrypted_index": _opaque(f"{citation.result_index}:{citation.url}"),
+        "cited_text": citation.cited_text,
+    }
+
+
+def search_blocks(search: WebSearchEvent) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A search the gateway ran as Anthropic shows a server tool's: its ``server_tool_use`` and result blocks."""
+    use = {"type": "server_tool_use", "id": search.id, "name": "web_search", "input": {"query": search.query}}
+    content: Any
+    if search.error is not None:
+        content = {"type": "web_search_tool_result_error", "error_code": search.error}
+    else:
+        content = [
+            {"type": "web_search_result", "url": result.url, "title": result.title, "page_age": result.page_age,
+             "encrypted_content": _opaque(f"{result.url}\n{result.title}")}
+            for result in search.results
+        ]
+    return use, {"type": "web_search_tool_result", "tool_use_id": search.id, "content": content}
+
+
+def _block_bodies(block: Any) -> list[dict[str, Any]]:
     if isinstance(block, ThinkingBlock):
-        return {"type": "thinking", "thinking": block.text, "signature": block.signature or ""}
+        return [{"type": "thinking", "thinking": block.text, "signature": block.signature or ""}]
     if isinstance(block, TextBlock):
-        return {"type": "text", "text": block.text}
-    return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.arguments}
+        if block.citations:
+            return [{"type": "text", "text": block.text, "citations": [citation_body(c) for c in block.citations]}]
+        return [{"type": "text", "text": block.text}]
+    if isinstance(block, WebSearchEvent):
+        return list(search_blocks(block))
+    return [{"type": "tool_use", "id": block.id, "name": block.name, "input": block.arguments}]
 
 
 def message_body(response: Response, model: str, msg_id: str | None = None) -> dict[str, Any]:
-    content = [_block_body(block) for block in response.content]
+    content = [body for block in response.content for body in _block_bodies(block)]
     if not content:
         content = [{"type": "text", "text": ""}]
     return {
@@ -128,9 +168,24 @@ class StreamRenderer:
             if self._open == "thinking":
                 out.append(self._delta({"type": "signature_delta", "signature": event.signature}))
                 out += self._close()
+        elif isinstance(event, TextDelta) and event.citations:
+            # A cited span is a text block of its own: its citations, then its text.
+            out += self._close()
+            out += self._start("text", {"type": "text", "text": ""})
+            out += [self._delta({"type": "citations_delta", "citation": citation_body(c)}) for c in event.citations]
+            out.append(self._delta({"type": "text_delta", "text": event.text}))
+            out += self._close()
         elif isinstance(event, TextDelta):
             out += self._ensure("text", {"type": "text", "text": ""})
             out.append(self._delta({"type": "text_delta", "text": event.text}))
+        elif isinstance(event, WebSearchEvent):
+            use, result = search_blocks(event)
+            out += self._close()
+            out += self._start("server_tool_use", {**use, "input": {}})
+            out.append(self._delta({"type": "input_json_delta", "partial_json": fastjson.dumps_text(use["input"])}))
+            out += self._close()
+            out += self._start("web_search_tool_result", result)
+            out += self._close()
         elif isinstance(event, ToolCallEvent):
             out += self._close()
             out += self._start("tool_use", {"type": "tool_use", "id": event.id, "name": event.name, "input": {}})

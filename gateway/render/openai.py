@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from ..core.events import (
+    Citation,
     Event,
     Finish,
     KeepAlive,
@@ -110,8 +111,23 @@ def tool_call_body(call: ToolCallEvent) -> dict[str, Any]:
     return body
 
 
+def annotation_body(citation: Citation, start: int, end: int) -> dict[str, Any]:
+    """A cited span of the message content: ``start``/``end`` index its characters."""
+    return {"type": "url_citation",
+            "url_citation": {"url": citation.url, "title": citation.title, "start_index": start, "end_index": end}}
+
+
+def _annotations(blocks: list[TextBlock]) -> list[dict[str, Any]]:
+    annotations, offset = [], 0
+    for block in blocks:
+        annotations += [annotation_body(c, offset, offset + len(block.text)) for c in block.citations]
+        offset += len(block.text)
+    return annotations
+
+
 def completion_body(response: Response, model: str, created: int | None = None) -> dict[str, Any]:
-    text = "".join(block.text for block in response.content if isinstance(block, TextBlock))
+    texts = [block for block in response.content if isinstance(block, TextBlock)]
+    text = "".join(block.text for block in texts)
     reasoning = "".join(block.text for block in response.content if isinstance(block, ThinkingBlock))
     calls = [tool_call_body(block) for block in response.content if isinstance(block, ToolCallEvent)]
     message: dict[str, Any] = {
@@ -119,7 +135,7 @@ def completion_body(response: Response, model: str, created: int | None = None) 
         # null for a tool-calls-only turn; "" when there is nothing at all (docs/client-apis.md, "OpenAI responses").
         "content": text or (None if calls or response.refusal else ""),
         "refusal": response.refusal,
-        "annotations": [],
+        "annotations": _annotations(texts),
     }
     if reasoning:
         message["reasoning_content"] = reasoning
@@ -153,6 +169,9 @@ class StreamRenderer:
         }
         self._started = False
         self._calls = 0
+        # Characters of content sent so far, and the citations of what was sent: annotations go out at the end.
+        self._offset = 0
+        self._annotations: list[dict[str, Any]] = []
 
     def feed(self, event: Event) -> list[bytes]:
         if isinstance(event, KeepAlive):  # waiting for an account: nothing has started yet
@@ -164,12 +183,17 @@ class StreamRenderer:
         if isinstance(event, ThinkingDelta) and event.text:
             out.append(self._chunk({"reasoning_content": event.text}))
         elif isinstance(event, TextDelta) and event.text:
+            end = self._offset + len(event.text)
+            self._annotations += [annotation_body(c, self._offset, end) for c in event.citations]
+            self._offset = end
             out.append(self._chunk({"content": event.text}))
         elif isinstance(event, ToolCallEvent):
             out += self._tool_call(event)
         elif isinstance(event, Finish):
             if event.refusal:
                 out.append(self._chunk({"refusal": event.refusal}))
+            if self._annotations:  # all in one delta: the SDK's stream helper cannot merge unindexed lists
+                out.append(self._chunk({"annotations": self._annotations}))
             out.append(self._chunk({}, finish_reason=FINISH_REASONS[event.reason]))
             if self.include_usage:
                 out.append(_data({**self._envelope, "choices": [], "usage": usage_body(event.usage)}))

@@ -12,16 +12,19 @@ import base64
 import binascii
 import json
 import logging
+import re
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, post_load, validate
 
 from ..core.request import (
     Image,
+    Location,
     Message,
     Part,
     RedactedThinking,
     Request,
+    SearchResult,
     Text,
     Thinking,
     ThinkingConfig,
@@ -29,12 +32,16 @@ from ..core.request import (
     ToolCall,
     ToolChoice,
     ToolResult,
+    WebSearchCall,
+    WebSearchOptions,
 )
 from .common import AnyOf, Invalid, ItemList, StrictBoolean, StrictFloat, StrictInteger, expect
 
 log = logging.getLogger(__name__)
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+# web_search_20250305 and its later versions: the server tool the gateway runs (gateway/websearch.py).
+WEB_SEARCH_TOOL = re.compile(r"web_search_\d{8}")
 EFFORTS = {"minimal", "low", "medium", "high", "xhigh", "max"}
 
 
@@ -136,10 +143,32 @@ def _block(block: Any, role: str, path: str) -> Part | None:
         )
     if kind == "redacted_thinking":
         return RedactedThinking(data=_text_of(block.get("data", ""), f"{path}.data"))
+    if kind == "server_tool_use" and block.get("name") == "web_search":
+        arguments = block.get("input") if isinstance(block.get("input"), dict) else {}
+        query = arguments.get("query")
+        return WebSearchCall(id=_text_of(block.get("id"), f"{path}.id"), query=query if isinstance(query, str) else "")
     if not isinstance(kind, str):
         raise Invalid(f"{path}.type", "is required and must be a string")
     log.debug("ignoring content block of type %s", kind)
     return None
+
+
+def _search_results(block: dict[str, Any], parts: list[Part], path: str) -> None:
+    """A ``web_search_tool_result`` block: the findings of the search its ``server_tool_use`` began."""
+    call_id = _text_of(block.get("tool_use_id"), f"{path}.tool_use_id")
+    call = next((p for p in parts if isinstance(p, WebSearchCall) and p.id == call_id), None)
+    if call is None:
+        call = WebSearchCall(id=call_id, query="")
+        parts.append(call)
+    content = block.get("content")
+    if isinstance(content, dict):
+        call.error = str(content.get("error_code") or "unavailable")
+        return
+    for item in content if isinstance(content, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("url"), str):
+            title, age = item.get("title"), item.get("page_age")
+            call.results.append(SearchResult(item["url"], title if isinstance(title, str) else "",
+                                             age if isinstance(age, str) else None))
 
 
 def _content(value: Any, role: str, path: str) -> list[Part]:
@@ -147,10 +176,19 @@ def _content(value: Any, role: str, path: str) -> list[Part]:
         return [Text(value)]
     blocks = expect(value, list, path, "a string or a list of content blocks")
     parts: list[Part] = []
+    cited = False
     for index, block in enumerate(blocks):
+        if isinstance(block, dict) and block.get("type") == "web_search_tool_result" and role == "assistant":
+            _search_results(block, parts, f"{path}.{index}")
+            continue
         part = _block(block, role, f"{path}.{index}")
-        if part is not None:
+        # An answer cut into text blocks only to carry citations is one text again (its spaces are blocks too).
+        joins = isinstance(part, Text) and bool(parts) and isinstance(parts[-1], Text)
+        if joins and (cited or block.get("citations")):
+            parts[-1] = Text(parts[-1].text + part.text)  # type: ignore[union-attr]
+        elif part is not None:
             parts.append(part)
+        cited = isinstance(part, Text) and (bool(block.get("citations")) or (joins and cited))
     return parts
 
 
@@ -192,12 +230,17 @@ def _messages(value: list[Any]) -> tuple[list[Message], list[str]]:
     return messages, hoisted
 
 
-def _tools(value: list[Any] | None) -> list[Tool]:
+def _tools(value: list[Any] | None) -> tuple[list[Tool], WebSearchOptions | None]:
+    """The client's functions, and the web search it allows (a server tool: the gateway runs it)."""
     tools: list[Tool] = []
+    search: WebSearchOptions | None = None
     for index, raw in enumerate(value or []):
         path = f"tools.{index}"
         raw = expect(raw, dict, path, "an object")
         kind = raw.get("type")
+        if isinstance(kind, str) and WEB_SEARCH_TOOL.fullmatch(kind):
+            search = _web_search(raw, path)
+            continue
         if kind is not None and kind != "custom" and "input_schema" not in raw:
             log.debug("ignoring server tool %s", kind)
             continue
@@ -210,10 +253,35 @@ def _tools(value: list[Any] | None) -> list[Tool]:
                 parameters=expect(schema, dict, f"{path}.input_schema", "an object"),
             )
         )
-    return tools
+    return tools, search
 
 
-def _tool_choice(value: dict[str, Any] | None, tools: list[Tool]) -> ToolChoice | None:
+def _domains(value: Any, path: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = expect(value, list, path, "a list of domains")
+    return tuple(_text_of(item, f"{path}.{index}") for index, item in enumerate(items))
+
+
+def _web_search(raw: dict[str, Any], path: str) -> WebSearchOptions:
+    name = raw.get("name", "web_search")
+    max_uses = raw.get("max_uses")
+    if max_uses is not None and (isinstance(max_uses, bool) or not isinstance(max_uses, int) or max_uses < 1):
+        raise Invalid(f"{path}.max_uses", "must be a positive integer")
+    allowed = _domains(raw.get("allowed_domains"), f"{path}.allowed_domains")
+    blocked = _domains(raw.get("blocked_domains"), f"{path}.blocked_domains")
+    if allowed and blocked:
+        raise Invalid(f"{path}.allowed_domains", "cannot be used together with blocked_domains")
+    location = None
+    if raw.get("user_location") is not None:
+        where = expect(raw["user_location"], dict, f"{path}.user_location", "an object")
+        location = Location(**{key: _text_of(where[key], f"{path}.user_location.{key}")
+                               for key in ("city", "region", "country", "timezone") if where.get(key) is not None})
+    return WebSearchOptions(name=_text_of(name, f"{path}.name"), max_uses=max_uses, allowed_domains=allowed,
+                            blocked_domains=blocked, location=location)
+
+
+def _tool_choice(value: dict[str, Any] | None, tools: list[Tool], search: WebSearchOptions | None) -> ToolChoice | None:
     if value is None:
         return None
     kind = value.get("type")
@@ -222,7 +290,7 @@ def _tool_choice(value: dict[str, Any] | None, tools: list[Tool]) -> ToolChoice 
     name = None
     if kind == "tool":
         name = _text_of(value.get("name"), "tool_choice.name")
-        if name not in {tool.name for tool in tools}:
+        if name not in {tool.name for tool in tools} | ({search.name} if search else set()):
             raise Invalid("tool_choice.name", f"names a tool that is not in tools: {name}")
     return ToolChoice(mode=kind, name=name)
 
@@ -266,14 +334,15 @@ class CountTokensSchema(Schema):
     @post_load
     def to_request(self, data: dict[str, Any], **kwargs: Any) -> Request:
         messages, hoisted = _messages(data["messages"])
-        tools = _tools(data.get("tools"))
+        tools, search = _tools(data.get("tools"))
         return Request(
             model=data["model"],
             messages=messages,
             system=_system_texts(data.get("system"), "system") + hoisted,
             tools=tools,
-            tool_choice=_tool_choice(data.get("tool_choice"), tools),
+            tool_choice=_tool_choice(data.get("tool_choice"), tools, search),
             thinking=_thinking(data.get("thinking"), data.get("output_config")),
+            web_search=search,
         )
 
 

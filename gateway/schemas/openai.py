@@ -22,6 +22,7 @@ from marshmallow import EXCLUDE, Schema, fields, post_load, validate
 
 from ..core.request import (
     Image,
+    Location,
     Message,
     Part,
     Request,
@@ -32,6 +33,7 @@ from ..core.request import (
     ToolCall,
     ToolChoice,
     ToolResult,
+    WebSearchOptions,
 )
 from .common import AnyOf, Invalid, ItemList, StrictBoolean, StrictFloat, StrictInteger, expect
 
@@ -389,6 +391,26 @@ def _response_format(value: dict[str, Any] | None) -> ResponseFormat | None:
     raise Invalid("response_format.type", "must be one of text, json_object, json_schema")
 
 
+def _web_search(value: dict[str, Any] | None) -> WebSearchOptions | None:
+    """``web_search_options``: the gateway searches before the model answers (gateway/websearch.py)."""
+    if value is None:
+        return None
+    size = value.get("search_context_size")
+    if size is not None and size not in ("low", "medium", "high"):
+        raise Invalid("web_search_options.search_context_size", "must be one of low, medium, high")
+    location = None
+    if value.get("user_location") is not None:
+        where = expect(value["user_location"], dict, "web_search_options.user_location", "an object")
+        if where.get("type", "approximate") != "approximate":
+            raise Invalid("web_search_options.user_location.type", "must be 'approximate'")
+        path = "web_search_options.user_location.approximate"
+        approximate = expect(where.get("approximate") or {}, dict, path, "an object")
+        location = Location(**{key: _string(approximate[key], f"{path}.{key}")
+                               for key in ("city", "region", "country", "timezone")
+                               if approximate.get(key) is not None})
+    return WebSearchOptions(location=location)
+
+
 def _stop(value: Any) -> list[str]:
     if value is None:
         return []
@@ -429,6 +451,7 @@ class ChatCompletionSchema(Schema):
     modalities = fields.List(fields.String(), allow_none=True)
     stream = StrictBoolean(load_default=False, allow_none=True)
     stream_options = fields.Dict(allow_none=True)
+    web_search_options = fields.Dict(allow_none=True)
 
     @post_load
     def to_request(self, data: dict[str, Any], **kwargs: Any) -> ChatRequest:
@@ -456,6 +479,7 @@ class ChatCompletionSchema(Schema):
             stream=bool(data.get("stream")),
             session_key=data.get("prompt_cache_key") or data.get("user") or data.get("safety_identifier"),
             response_format=_response_format(data.get("response_format")),
+            web_search=_web_search(data.get("web_search_options")),
         )
         options = data.get("stream_options") or {}
         include_usage = options.get("include_usage", False)

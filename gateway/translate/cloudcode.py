@@ -35,7 +35,9 @@ from ..core.request import (
     Thinking,
     ToolCall,
     ToolResult,
+    WebSearchCall,
 )
+from .grounding import findings_text, parse_grounding
 from .json_schema import clean_response_schema
 from .signatures import MIN_SIGNATURE_LENGTH, SKIP_SIGNATURE, SignatureRegistry
 from .tool_cache import ToolSchemaCache
@@ -113,7 +115,10 @@ def build_request(
     if system:
         inner["systemInstruction"] = {"role": "user", "parts": [{"text": text} for text in system]}
     inner["generationConfig"] = _generation_config(request, model, thinking)
-    if request.tools:
+    if request.grounded:
+        # A search call: Google refuses googleSearch beside function declarations (docs/upstream.md, "Web search").
+        inner["tools"] = [{"googleSearch": {}}]
+    elif request.tools:
         inner["tools"] = [
             {
                 "functionDeclarations": [
@@ -132,7 +137,7 @@ def build_request(
         "project": project,
         "model": model.id,
         "userAgent": "antigravity",
-        "requestType": "agent",
+        "requestType": "web_search" if request.grounded else "agent",
         "requestId": f"agent-{uuid.uuid4()}",
         "request": inner,
     }
@@ -293,6 +298,9 @@ def _model_parts(
                 texts.append({"text": part.text})
         elif isinstance(part, Image):
             texts.append(_image_part(part))
+        elif isinstance(part, WebSearchCall):
+            # A search the gateway ran: told as text, so no function needs declaring for it in later turns.
+            texts.append({"text": findings_text(part.query, part.results, error=part.error)})
         elif isinstance(part, ToolCall):
             call_names[part.id] = part.name
             call: dict[str, Any] = {
@@ -417,6 +425,11 @@ class ResponseParser:
         for part in content.get("parts") or []:
             if isinstance(part, dict):
                 events.extend(self._part(part))
+        grounding = candidate.get("groundingMetadata")
+        if isinstance(grounding, dict):
+            found = parse_grounding(grounding)
+            self.saw_content = self.saw_content or bool(found.sources)
+            events.append(found)
         if candidate.get("finishReason"):
             self.finish_reason = str(candidate["finishReason"])
         metadata = chunk.get("usageMetadata")
