@@ -262,7 +262,7 @@ def test_custom_tool_with_a_grammar(gateway, fake, stream) -> None:
 def test_local_shell_and_namespace_tools(gateway, fake) -> None:
     namespace = {"type": "namespace", "name": "agents", "description": "Sub-agents",
                  "tools": [{"type": "function", "name": "spawn", "parameters": {"type": "object", "properties": {}}}]}
-    tools = [{"type": "local_shell"}, namespace, {"type": "web_search"}]
+    tools = [{"type": "local_shell"}, namespace, {"type": "web_search", "external_web_access": False}]
     fake.enqueue(Reply(tool_calls=[("local_shell", {"command": ["ls", "-a"], "workdir": "/tmp"}),
                                    ("agents__spawn", {})]), Reply.text("Listed."))
     first = post(gateway.url, {"model": "claude-sonnet-4-6", "input": "list", "tools": tools}).json()
@@ -271,7 +271,7 @@ def test_local_shell_and_namespace_tools(gateway, fake) -> None:
         "type": "exec", "command": ["ls", "-a"], "env": {}, "working_directory": "/tmp"}
     assert spawn["type"] == "function_call" and (spawn["namespace"], spawn["name"]) == ("agents", "spawn")
     declared = [d["name"] for d in last_generate(fake)["tools"][0]["functionDeclarations"]]
-    assert declared == ["local_shell", "agents__spawn"]  # web_search dropped, not refused
+    assert declared == ["local_shell", "agents__spawn"]  # a cache-only web_search is dropped, not refused
     second = post(gateway.url, {"model": "claude-sonnet-4-6", "tools": tools, "input": [
         {"role": "user", "content": "list"}, shell, spawn,
         {"type": "local_shell_call_output", "call_id": shell["call_id"], "output": "a b"},
@@ -606,3 +606,51 @@ def test_compact_then_continue_from_the_sealed_summary(gateway, fake) -> None:
     post(gateway.url, {"model": "claude-sonnet-4-6", "input": [*body["output"], {"role": "user", "content": "and?"}]})
     texts = [p["text"] for c in last_generate(fake)["contents"] for p in c["parts"]]
     assert texts[-2].endswith("The user asked about Oslo's weather; it snows.") and texts[-1] == "and?"
+
+
+# -- web search -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_web_search_answers_with_a_search_call_and_url_citations(oai, fake, stream) -> None:
+    from tests.test_web_search import ANSWER, CITED, SEARCH_MODEL
+
+    ask = dict(model="claude-sonnet-4-6", input="flask streaming", tools=[{"type": "web_search"}])
+    if stream:
+        with oai.responses.stream(**ask) as events:
+            kinds = [event.type for event in events]
+            response = events.get_final_response()
+        assert kinds[2:7] == ["response.output_item.added", "response.web_search_call.in_progress",
+                              "response.web_search_call.searching", "response.web_search_call.completed",
+                              "response.output_item.done"]
+        assert kinds.count("response.output_text.annotation.added") == 4
+    else:
+        response = oai.responses.create(**ask)
+    search, message = response.output
+    assert search.type == "web_search_call" and search.status == "completed"
+    assert search.action.query == "flask streaming" and len(search.action.sources) == 3
+    assert response.output_text == ANSWER and response.model == SEARCH_MODEL
+    text = message.content[0]
+    spans = [(text.text[a.start_index:a.end_index], a.url) for a in text.annotations]
+    assert spans == [(cited, url) for cited, urls in CITED for url in urls]
+    assert {a.type for a in text.annotations} == {"url_citation"}
+
+
+def test_web_search_beside_function_tools(oai, fake) -> None:
+    response = oai.responses.create(model="claude-sonnet-4-6", tools=[WEATHER, {"type": "web_search"}],
+                                    input='call tool web_search with {"query": "paris weather"}')
+    assert [item.type for item in response.output] == ["web_search_call", "message"]
+    assert "https://docs.example.com/paris-weather" in response.output_text
+    declared = [d["name"] for d in fake.generate_requests()[0].body["request"]["tools"][0]["functionDeclarations"]]
+    assert declared == ["get_weather", "web_search"]
+    assert [r.body["requestType"] for r in fake.generate_requests()] == ["agent", "web_search", "agent"]
+
+
+def test_web_search_limited_to_the_cache_is_dropped(gateway, fake) -> None:
+    """Codex's default: external_web_access false asks for OpenAI's cached results, which the gateway has none of."""
+    answer = post(gateway.url, {"model": "claude-sonnet-4-6", "input": "flask streaming",
+                                "tools": [WEATHER, {"type": "web_search", "external_web_access": False}],
+                                "tool_choice": {"type": "web_search"}})
+    assert answer.status_code == 200 and answer.json()["output"][0]["type"] == "message"
+    assert [r.body["requestType"] for r in fake.generate_requests()] == ["agent"]
+    assert [d["name"] for d in last_generate(fake)["tools"][0]["functionDeclarations"]] == ["get_weather"]

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from .. import fastjson
 from ..core.events import (
+    Citation,
     Event,
     Finish,
     KeepAlive,
@@ -32,6 +33,7 @@ from ..core.events import (
     ToolCallEvent,
     Usage,
     UsageEvent,
+    WebSearchEvent,
 )
 from ..errors import GatewayError
 from . import openai as openai_render
@@ -112,7 +114,9 @@ def events_of(response: Response) -> Iterator[Event]:
                 yield SignatureDelta(block.signature)
             last_signature = block.signature
         elif isinstance(block, TextBlock):
-            yield TextDelta(block.text)
+            yield TextDelta(block.text, block.citations)
+        elif isinstance(block, WebSearchEvent):
+            yield block
         else:
             if block.signature and block.signature != last_signature:
                 yield SignatureDelta(block.signature)  # a Gemini call's, which collecting set apart
@@ -153,9 +157,10 @@ class ResponseBuilder:
         self.finished = False
         self._sequence = 0
         self._usage = Usage()
-        # The item being streamed: its dict (whole, as stored), and its text so far.
+        # The item being streamed: its dict (whole, as stored), its text so far, and that text's citations.
         self._open: dict[str, Any] | None = None
         self._text = ""
+        self._annotations: list[dict[str, Any]] = []
         self._signature: str | None = None
         # A Gemini signature that arrived on a call or text part: it goes into a reasoning item before the call.
         self._pending: str | None = None
@@ -187,7 +192,9 @@ class ResponseBuilder:
         elif isinstance(event, TextDelta):
             if event.text:
                 self._pending = None  # a signature on text: Gemini needs it back only on calls
-                out += self._text_delta(event.text)
+                out += self._text_delta(event.text, event.citations)
+        elif isinstance(event, WebSearchEvent):
+            out += self._search(event)
         elif isinstance(event, ToolCallEvent):
             out += self._call(event)
         elif isinstance(event, Finish):
@@ -231,16 +238,37 @@ class ResponseBuilder:
             out.append(self._item_event("response.reasoning_summary_text.delta", summary_index=0, delta=text))
         return out
 
-    def _text_delta(self, text: str) -> list[dict[str, Any]]:
+    def _text_delta(self, text: str, citations: tuple[Citation, ...] = ()) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         if self._open is None or self._open["type"] != "message":
             out += self._close()
             out += self._add({"id": new_id("msg"), "type": "message", "role": "assistant", "status": "in_progress",
                               "content": []})
             out.append(self._item_event("response.content_part.added", content_index=0, part=_text_part("")))
+        start = len(self._text)
         self._text += text
         out.append(self._item_event("response.output_text.delta", content_index=0, delta=text, logprobs=[]))
+        for citation in citations:  # the span just sent, backed by a search result
+            annotation = {"type": "url_citation", "start_index": start, "end_index": len(self._text),
+                          "url": citation.url, "title": citation.title}
+            out.append(self._item_event("response.output_text.annotation.added", content_index=0,
+                                        annotation_index=len(self._annotations), annotation=annotation))
+            self._annotations.append(annotation)
         return out
+
+    def _search(self, search: WebSearchEvent) -> list[dict[str, Any]]:
+        """A search the gateway ran: a ``web_search_call`` item, searching then completed (or failed)."""
+        out = self._close()
+        item = {"id": new_id("ws"), "type": "web_search_call", "status": "in_progress",
+                "action": {"type": "search", "query": search.query}}
+        out += self._add(item)
+        out.append(self._item_event("response.web_search_call.in_progress"))
+        out.append(self._item_event("response.web_search_call.searching"))
+        if search.error is None:
+            out.append(self._item_event("response.web_search_call.completed"))
+        item["status"] = "completed" if search.error is None else "failed"
+        item["action"]["sources"] = [{"type": "url", "url": result.url} for result in search.results]
+        return out + self._done()
 
     def _call(self, call: ToolCallEvent) -> list[dict[str, Any]]:
         out = self._close()
@@ -300,7 +328,7 @@ class ResponseBuilder:
         return out + self._done()
 
     def _add(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        self._open, self._text, self._signature = item, "", None
+        self._open, self._text, self._signature, self._annotations = item, "", None, []
         self.output.append(item)
         return [self._event("response.output_item.added", output_index=len(self.output) - 1,
                             item=public(dict(item), self.include_encrypted))]
@@ -323,7 +351,7 @@ class ResponseBuilder:
                 if sealed is not None:
                     item["encrypted_content"] = sealed
         elif item["type"] == "message":
-            part = _text_part(text)
+            part = _text_part(text, self._annotations)
             out.append(self._item_event("response.output_text.done", content_index=0, text=text, logprobs=[]))
             out.append(self._item_event("response.content_part.done", content_index=0, part=part))
             item.update(status="completed", content=[part])
@@ -363,8 +391,8 @@ class ResponseBuilder:
                            **payload)
 
 
-def _text_part(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def _text_part(text: str, annotations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": list(annotations or ()), "logprobs": []}
 
 
 def _command(value: Any) -> list[str]:

@@ -19,6 +19,7 @@ from marshmallow import EXCLUDE, Schema, fields, post_load, validate
 
 from ..core.request import (
     Image,
+    Location,
     Message,
     Part,
     Request,
@@ -30,6 +31,7 @@ from ..core.request import (
     ToolCall,
     ToolChoice,
     ToolResult,
+    WebSearchOptions,
 )
 from .common import AnyOf, Invalid, ItemList, StrictBoolean, StrictFloat, StrictInteger, expect
 from .openai import EFFORTS, EMPTY_PARAMETERS, answer_every_call, data_url, parse_arguments
@@ -56,9 +58,8 @@ CUSTOM_PARAMETERS = {
     "properties": {"input": {"type": "string", "description": "The tool's input, as free text (not JSON)"}},
     "required": ["input"],
 }
-# Tools served upstream by other means, or not yet: dropped from the request rather than refused, because
-# clients (Codex) send them on every request.
-DROPPED_TOOLS = ("web_search", "web_search_preview")
+# The web search tool's kinds: the gateway runs the searches (gateway/websearch.py).
+WEB_SEARCH_TOOLS = ("web_search", "web_search_preview")
 # How a compacted conversation (``/responses/compact``) reaches the model on later turns.
 COMPACTION_PREFIX = "Summary of the conversation so far:"
 # Message roles whose text becomes system instructions.
@@ -346,9 +347,32 @@ def _custom(raw: dict[str, Any], path: str, namespace: str | None) -> tuple[Tool
     return Tool(tool_name(name, namespace), text.strip(), dict(CUSTOM_PARAMETERS)), ToolSpec("custom", name, namespace)
 
 
-def _tools(value: list[Any] | None) -> tuple[list[Tool], dict[str, ToolSpec]]:
+def _web_search(raw: dict[str, Any], path: str) -> WebSearchOptions | None:
+    """The web search tool as the gateway runs it; None when the client allows no live search.
+
+    Codex sends ``external_web_access: false`` unless its user chose live search: results from OpenAI's cache
+    only, which the gateway has none of, so the tool is dropped then (never a reason to refuse the request).
+    """
+    if raw.get("external_web_access") is False:
+        return None
+    filters = raw.get("filters")
+    domains = expect(filters, dict, f"{path}.filters", "an object").get("allowed_domains") if filters else None
+    if domains is not None:
+        domains = [_string(domain, f"{path}.filters.allowed_domains[{k}]")
+                   for k, domain in enumerate(expect(domains, list, f"{path}.filters.allowed_domains", "an array"))]
+    location = None
+    where = raw.get("user_location")
+    if where is not None:
+        where = expect(where, dict, f"{path}.user_location", "an object")
+        location = Location(**{key: _string(where[key], f"{path}.user_location.{key}")
+                               for key in ("city", "region", "country", "timezone") if where.get(key) is not None})
+    return WebSearchOptions(allowed_domains=tuple(domains or ()), location=location)
+
+
+def _tools(value: list[Any] | None) -> tuple[list[Tool], dict[str, ToolSpec], WebSearchOptions | None]:
     tools: list[Tool] = []
     specs: dict[str, ToolSpec] = {}
+    search: WebSearchOptions | None = None
 
     def add(tool: Tool, spec: ToolSpec) -> None:
         if tool.name not in specs:  # the upstream rejects duplicate declarations
@@ -376,12 +400,12 @@ def _tools(value: list[Any] | None) -> tuple[list[Tool], dict[str, ToolSpec]]:
                     add(*_function(child, where, namespace))
                 else:
                     raise Invalid(f"{where}.type", f"'{child.get('type')}' tools are not supported in a namespace")
-        elif isinstance(kind, str) and kind.startswith(DROPPED_TOOLS):
-            log.debug("dropping the %s tool", kind)
+        elif isinstance(kind, str) and kind.startswith(WEB_SEARCH_TOOLS):
+            search = search or _web_search(raw, path)
         else:
             raise Invalid(f"{path}.type", f"the '{kind}' tool is not supported by this gateway; it serves "
-                          "function, custom, local_shell and namespace tools")
-    return tools, specs
+                          "function, custom, local_shell, namespace and web_search tools")
+    return tools, specs, search
 
 
 def _named(name: Any, path: str, specs: dict[str, ToolSpec], namespace: Any = None) -> str:
@@ -391,8 +415,9 @@ def _named(name: Any, path: str, specs: dict[str, ToolSpec], namespace: Any = No
     return name
 
 
-def _tool_choice(value: Any, specs: dict[str, ToolSpec]) -> ToolChoice | None:
-    """``auto``, ``none``, ``required``, one named tool, or ``allowed_tools``; built-in choices mean auto."""
+def _tool_choice(value: Any, specs: dict[str, ToolSpec], search: WebSearchOptions | None) -> ToolChoice | None:
+    """``auto``, ``none``, ``required``, one named tool (the web search too), or ``allowed_tools``; other built-in
+    tools' choices mean auto."""
     if value is None:
         return None
     modes = {"none": "none", "auto": "auto", "required": "any"}
@@ -406,6 +431,8 @@ def _tool_choice(value: Any, specs: dict[str, ToolSpec]) -> ToolChoice | None:
                                                    value.get("namespace")))
     if kind == "local_shell":
         return ToolChoice(mode="tool", name=_named(LOCAL_SHELL, "tool_choice.type", specs))
+    if isinstance(kind, str) and kind.startswith(WEB_SEARCH_TOOLS) and search is not None:
+        return ToolChoice(mode="tool", name=search.name)
     if kind == "allowed_tools":
         mode = value.get("mode")
         if mode not in ("auto", "required"):
@@ -490,7 +517,7 @@ class ResponsesSchema(Schema):
         for name in ("conversation", "prompt"):
             if data.get(name) is not None:
                 raise Invalid(name, f"{name} objects are not supported by this gateway")
-        tools, specs = _tools(data.get("tools"))
+        tools, specs, search = _tools(data.get("tools"))
         thinking, summary = _reasoning(data.get("reasoning"))
         instructions = data.get("instructions")
         request = Request(
@@ -498,7 +525,7 @@ class ResponsesSchema(Schema):
             messages=[],
             system=[instructions] if instructions else [],
             tools=tools,
-            tool_choice=_tool_choice(data.get("tool_choice"), specs),
+            tool_choice=_tool_choice(data.get("tool_choice"), specs, search),
             max_tokens=data.get("max_output_tokens"),
             temperature=data.get("temperature"),
             top_p=data.get("top_p"),
@@ -506,6 +533,7 @@ class ResponsesSchema(Schema):
             stream=bool(data.get("stream")),
             session_key=data.get("prompt_cache_key") or data.get("user") or data.get("safety_identifier"),
             response_format=_text_format(data.get("text")),
+            web_search=search,
         )
         return ResponsesRequest(
             request=request,
