@@ -81,11 +81,17 @@ def prime(events: Iterator[Event]) -> Iterator[Event]:
 class _Pump:
     """Moves events from the upstream iterator (in a worker) to the response generator.
 
-    The hand-over is a list and one lock used as a doorbell rather than a ``queue.Queue`` and a
-    ``threading.Event``, whose conditions and deque are about 3 KB of objects per held stream (tracemalloc). At
-    most one side ever needs waking: the response when nothing is pending, the worker when ``MAX_PENDING``
-    items are (a slow client must not make the gateway buffer a whole answer). Whoever changes what the other
-    side waits for rings; a ring nobody waited for is harmless, as each side re-checks before it waits again.
+    The hand-over is a list and two locks used as doorbells rather than a ``queue.Queue`` and a
+    ``threading.Event``, whose conditions and deque are about 3 KB of objects per held stream (tracemalloc). The
+    response waits on ``_ready`` while nothing is pending; the worker waits on ``_room`` while ``MAX_PENDING``
+    items are (a slow client must not make the gateway buffer a whole answer). Whoever ends what the other side
+    waits for rings that side's bell; a ring nobody waited for is harmless, as each side re-checks before it
+    waits again.
+
+    One bell per side, never one shared: a released lock is not handed to the greenlet waiting on it, the next
+    ``acquire`` takes it. With one bell the response, after ringing for a worker stuck on a full list, drained
+    the list and took its own ring back as it waited for more: both sides then waited for good, and a burst of
+    more than ``MAX_PENDING`` events hung the stream.
     """
 
     def __init__(self, events: Iterator[Event], abort: Callable[[], None] | None) -> None:
@@ -93,8 +99,10 @@ class _Pump:
         self.abort = abort
         self.stopped = False
         self._pending: list[tuple[int, Any]] = []
-        self._bell = _thread.allocate_lock()
-        self._bell.acquire()
+        self._ready = _thread.allocate_lock()
+        self._ready.acquire()
+        self._room = _thread.allocate_lock()
+        self._room.acquire()
 
     def start(self) -> None:
         spawn(self._run)
@@ -103,7 +111,8 @@ class _Pump:
         """The client is gone or the response ended: release the upstream without waiting for it."""
         if not self.stopped:
             self.stopped = True
-            self._ring()
+            _ring(self._ready)
+            _ring(self._room)
             if self.abort is not None:
                 self.abort()
 
@@ -114,25 +123,21 @@ class _Pump:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            self._bell.acquire(timeout=left)
+            self._ready.acquire(timeout=left)
         if not self._pending:
             return None
         item = self._pending.pop(0)
-        self._ring()
+        if len(self._pending) == MAX_PENDING - 1:  # it was full: the worker may be waiting
+            _ring(self._room)
         return item
 
     def _put(self, item: tuple[int, Any]) -> None:
         while len(self._pending) >= MAX_PENDING and not self.stopped:
-            self._bell.acquire()
+            self._room.acquire()
         if not self.stopped:
             self._pending.append(item)
-            self._ring()
-
-    def _ring(self) -> None:
-        try:
-            self._bell.release()
-        except RuntimeError:
-            pass  # rung already, and not heard yet: one ring wakes the one waiter as well as two
+            if len(self._pending) == 1:  # it was empty: the response may be waiting
+                _ring(self._ready)
 
     def _run(self) -> None:
         try:
@@ -147,6 +152,13 @@ class _Pump:
             close = getattr(self.events, "close", None)
             if close is not None:
                 close()
+
+
+def _ring(bell: Any) -> None:
+    try:
+        bell.release()
+    except RuntimeError:
+        pass  # rung already, and not heard yet: one ring wakes the one waiter as well as two
 
 
 def client_socket(environ: dict[str, Any]) -> socket.socket | None:
