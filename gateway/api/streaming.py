@@ -116,20 +116,23 @@ class _Pump:
             if self.abort is not None:
                 self.abort()
 
-    def get(self, timeout: float) -> tuple[int, Any] | None:
-        """The next item; None after ``timeout`` seconds without one, or once stopped."""
+    def take(self, timeout: float) -> list[tuple[int, Any]]:
+        """Every pending item, waiting up to ``timeout`` seconds for one; none after that, or once stopped.
+
+        All of them rather than one: what arrived together is written to the client in one send.
+        """
         deadline = time.monotonic() + timeout
         while not self._pending and not self.stopped:
             left = deadline - time.monotonic()
             if left <= 0:
-                return None
+                return []
             self._ready.acquire(timeout=left)
-        if not self._pending:
-            return None
-        item = self._pending.pop(0)
-        if len(self._pending) == MAX_PENDING - 1:  # it was full: the worker may be waiting
+        count = len(self._pending)  # the worker may append meanwhile: slice, never swap the list
+        items = self._pending[:count]
+        del self._pending[:count]
+        if len(self._pending) + count >= MAX_PENDING:  # it was full: the worker may be waiting
             _ring(self._room)
-        return item
+        return items
 
     def _put(self, item: tuple[int, Any]) -> None:
         while len(self._pending) >= MAX_PENDING and not self.stopped:
@@ -353,29 +356,36 @@ def sse_response(
             metrics.active_streams.inc()
         pump.start()
         unwatch = watch_client(sock, pump)
+        unsent: list[bytes] = []  # rendered, not written yet: goes out before an error event
         try:
             while True:
-                got = pump.get(ping_interval)
-                if got is None:
+                items = pump.take(ping_interval)
+                if not items:
                     if pump.stopped:
                         return
                     if ping is not None:
                         yield ping
                     continue
-                kind, item = got
-                if kind == _END:
-                    if trailer is not None:
-                        yield from trailer()
-                    return
-                if kind == _ERROR:
-                    raise item
-                yield from render(item)
+                for kind, item in items:
+                    if kind == _EVENT:
+                        unsent += render(item)
+                    elif kind == _END:
+                        if trailer is not None:
+                            unsent += trailer()
+                        if unsent:
+                            yield b"".join(unsent)
+                        return
+                    else:
+                        raise item
+                if unsent:
+                    yield b"".join(unsent)
+                    unsent.clear()
         except GatewayError as exc:
             log.warning("stream ended with an error: %s", exc.message)
-            yield render_error(exc)
+            yield b"".join(unsent) + render_error(exc)
         except Exception:  # noqa: BLE001 - the client gets an error event, the log gets the trace
             log.exception("stream failed")
-            yield render_error(UpstreamError("the gateway failed while relaying the answer"))
+            yield b"".join(unsent) + render_error(UpstreamError("the gateway failed while relaying the answer"))
         finally:
             unwatch()
             pump.stop()
