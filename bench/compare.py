@@ -144,23 +144,30 @@ def table(results: dict[str, dict[str, list[dict]]], base_name: str, head_name: 
 
 
 def long_rows(figure: str, runs: dict[str, list[dict]]) -> list[str]:
-    """CPU per request and per relayed chunk; a revision whose streams failed shows how many instead."""
-    cells = {}
+    """CPU per request and per relayed chunk, with the streams that did not end in time (a hung stream's CPU
+    is counted, its chunks are not); a revision none of whose streams ended shows only that."""
+    cells: dict[str, tuple[float | None, float | None, str]] = {}
     for name in ("base", "head"):
+        done = [run for run in runs[name] if run["done"]]
         failed = sum(run["failed"] for run in runs[name])
+        note = ""
         if failed:
             requested = sum(run["requested"] for run in runs[name])
             errors = sorted({error for run in runs[name] for error in run["errors"]})
-            cells[name] = (None, None, f"{failed} of {requested} streams failed ({', '.join(errors)})")
-        else:
-            request = statistics.median(run["cpu_ms_per_request"] for run in runs[name])
-            chunk = statistics.median(run["cpu_us_per_chunk"] for run in runs[name])
-            cells[name] = (request, chunk, "")
+            note = f"{failed} of {requested} streams failed ({', '.join(errors)})"
+        if not done:
+            cells[name] = (None, None, note)
+            continue
+        request = statistics.median(run["cpu_ms_per_request"] for run in done)
+        chunk = statistics.median(run["cpu_us_per_chunk"] for run in done)
+        cells[name] = (request, chunk, f"; {note}" if note else "")
     lines = []
     for label, index, shape in (("CPU per request", 0, "{:.2f} ms"), ("CPU per relayed chunk", 1, "{:.1f} us")):
+        shown = []
+        for name in ("base", "head"):
+            value, note = cells[name][index], cells[name][2]
+            shown.append(note if value is None else shape.format(value) + (note if index == 1 else ""))
         old, new = cells["base"][index], cells["head"][index]
-        shown = [shape.format(value) if value is not None else cells[name][2]
-                 for name, value in (("base", old), ("head", new))]
         change = f"{(new - old) / old * 100:+.0f}% ({'better' if new < old else 'worse'})" if old and new else ""
         lines.append(f"| {figure}: {label} | {shown[0]} | {shown[1]} | {change} |")
     return lines
