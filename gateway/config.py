@@ -88,6 +88,10 @@ def _fallbacks(raw: str) -> dict[str, str]:
     return _aliases(raw, "GATEWAY_MODEL_FALLBACK")
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) -> str:
     value = (env.get(name) or default).lower()
     if value not in allowed:
@@ -135,6 +139,8 @@ class Settings:
     # Access control: empty means any key (or none) is accepted.
     api_keys: frozenset[str] = frozenset()
     admin_key: str | None = None
+    # Listening beyond loopback without API keys, on purpose (something in front checks callers).
+    allow_no_auth: bool = False
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 32 * 1024 * 1024
     # Seconds of upstream silence after which a streaming client gets a keep-alive ping.
@@ -177,9 +183,10 @@ class Settings:
             read_timeout=_float(env, "GATEWAY_READ_TIMEOUT", 300.0),
             empty_retries=_int(env, "GATEWAY_EMPTY_RETRIES", 2),
             model_aliases=_aliases(env.get("GATEWAY_MODEL_ALIASES", "")),
-            allow_private_image_urls=env.get("GATEWAY_ALLOW_PRIVATE_IMAGE_URLS", "") in {"1", "true", "yes"},
+            allow_private_image_urls=_flag(env, "GATEWAY_ALLOW_PRIVATE_IMAGE_URLS"),
             api_keys=_api_keys(env),
             admin_key=env.get("GATEWAY_ADMIN_KEY") or None,
+            allow_no_auth=_flag(env, "GATEWAY_ALLOW_NO_AUTH"),
             cors_origins=tuple(o.strip() for o in env.get("GATEWAY_CORS_ORIGINS", "").split(",") if o.strip()),
             max_body_bytes=int(_float(env, "GATEWAY_MAX_BODY_MB", 32) * 1024 * 1024),
             ping_interval=_float(env, "GATEWAY_PING_INTERVAL", 10.0),

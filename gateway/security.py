@@ -1,13 +1,19 @@
-"""API keys.
+"""API keys, and who may reach a gateway that has none.
 
 Keys are compared in constant time against every configured key (hashed first so lengths match), so
 neither which key matched nor how much of it did leaks through timing.
+
+Without keys the gateway is for local use only: it refuses to listen beyond loopback (unless the operator
+says something in front of it checks callers), and it answers only requests addressed to a loopback name, so
+a web page cannot reach it through DNS rebinding. ``gunicorn.conf.py`` imports this module into gunicorn's
+master, which must not import ssl before the workers patch it: keep its imports to the standard library.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from collections.abc import Iterable, Mapping
 
 from .errors import AuthenticationFailed
@@ -67,3 +73,33 @@ class KeyChecker:
             raise AuthenticationFailed("missing API key: send it as x-api-key or Authorization: Bearer")
         if not key_matches(presented, self.api_keys):
             raise AuthenticationFailed("invalid API key")
+
+
+def loopback_name(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) only ever means this machine."""
+    host = host.strip().rstrip(".").lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def exposure_error(hosts: Iterable[str | None], api_keys: frozenset[str], allow_no_auth: bool) -> str | None:
+    """Why the gateway must not listen on ``hosts`` (None stands for a unix socket), or None when it may.
+
+    Without API keys anyone who can reach the port spends the accounts' quota and can read their limits.
+    """
+    if api_keys or allow_no_auth:
+        return None
+    exposed = [host for host in hosts if host is not None and not loopback_name(host)]
+    if not exposed:
+        return None
+    return (f"refusing to listen on {', '.join(exposed)} without API keys: anyone who can reach it could use "
+            "your Google accounts. Set GATEWAY_API_KEYS (or GATEWAY_API_KEYS_FILE), or GATEWAY_ALLOW_NO_AUTH=1 "
+            "if something in front of the gateway checks who connects")
