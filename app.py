@@ -74,7 +74,8 @@ def create_app(settings: Settings | None = None, *, pool: AccountPool | None = N
     app.extensions["metrics"] = metrics = Metrics()
     app.extensions["gateway"].pool.on_rate_limit = lambda account, model: metrics.rate_limits.labels(
         account.label, model).inc()
-    keys = KeyChecker(settings.api_keys, settings.admin_key)
+    keys = KeyChecker(settings.api_keys, settings.admin_key,
+                      local_only=not (settings.api_keys or settings.allow_no_auth))
     app.register_blueprint(anthropic.bp)
     app.register_blueprint(openai.bp)
     app.register_blueprint(ops.bp)

@@ -16,7 +16,7 @@ import hmac
 import ipaddress
 from collections.abc import Iterable, Mapping
 
-from .errors import AuthenticationFailed
+from .errors import AuthenticationFailed, PermissionDenied
 
 PUBLIC_PATHS = frozenset({"/health"})
 ADMIN_PATHS = frozenset({"/refresh-token", "/account-limits"})
@@ -50,16 +50,30 @@ def key_matches(presented: str | None, keys: Iterable[str]) -> bool:
 
 
 class KeyChecker:
-    def __init__(self, api_keys: frozenset[str], admin_key: str | None) -> None:
+    """Who may reach which path: the API keys, the admin key, and (without keys) loopback names only.
+
+    ``local_only`` is for a gateway without API keys: a web page the user visits can point a name of its own at
+    127.0.0.1 (DNS rebinding) and call the gateway as a same-origin page; the Host header still carries that
+    name, so only requests addressed to a loopback name are answered.
+    """
+
+    def __init__(self, api_keys: frozenset[str], admin_key: str | None, *, local_only: bool = False) -> None:
         self.api_keys = api_keys
         self.admin_key = admin_key
+        self.local_only = local_only
 
     @property
     def enforcing(self) -> bool:
         return bool(self.api_keys or self.admin_key)
 
     def check(self, path: str, headers: Mapping[str, str]) -> None:
-        """Raise AuthenticationFailed unless the request may reach ``path``."""
+        """Raise AuthenticationFailed (or PermissionDenied) unless the request may reach ``path``."""
+        if self.local_only:
+            host = headers.get("Host")
+            if host is not None and not loopback_name(_host_name(host)):
+                raise PermissionDenied(
+                    "this gateway has no API keys, so it answers only requests addressed to localhost, 127.0.0.1 "
+                    "or [::1]; set GATEWAY_API_KEYS to serve other host names")
         if path in PUBLIC_PATHS:
             return
         presented = presented_key(headers)
@@ -88,6 +102,16 @@ def loopback_name(host: str) -> bool:
         return False
     mapped = getattr(address, "ipv4_mapped", None)
     return (mapped or address).is_loopback
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header, without its port: ``[::1]:8080`` -> ``[::1]``, ``localhost:80`` -> ``localhost``."""
+    host = host.strip()
+    if host.startswith("["):
+        name, _, rest = host.partition("]")
+        return name + "]" if rest == "" or rest[:1] == ":" and rest[1:].isdigit() else host
+    name, colon, port = host.rpartition(":")
+    return name if colon and ":" not in name and port.isdigit() else host
 
 
 def exposure_error(hosts: Iterable[str | None], api_keys: frozenset[str], allow_no_auth: bool) -> str | None:

@@ -84,6 +84,49 @@ def test_no_keys_configured_accepts_anything(gateway) -> None:
     assert requests.post(f"{gateway.url}/v1/messages", json=ASK, headers={"x-api-key": "whatever"}, timeout=5).status_code == 200
 
 
+def _with_host(url: str, method: str, path: str, host: str, body: dict | None = None) -> tuple[int, dict]:
+    """A request whose Host header is ``host`` whatever the address it goes to (as after DNS rebinding)."""
+    port = int(url.rsplit(":", 1)[1])
+    data = json.dumps(body).encode() if body is not None else b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(payload) if payload.startswith(b"{") else {}
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8080", "LOCALHOST.", "127.0.0.1:1234", "127.1.2.3",
+                                  "[::1]:8080", "[::1]", "app.localhost:3000"])
+def test_without_keys_loopback_host_names_are_served(gateway, host) -> None:
+    status, body = _with_host(gateway.url, "POST", "/v1/messages", host, ASK)
+    assert status == 200, body
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8080", "localhost.evil.example", "192.168.1.5",
+                                  "[::ffff:7f00:1]x", "127.0.0.1.nip.io", "0.0.0.0:8080", ""])
+def test_without_keys_other_host_names_are_refused_in_each_family_format(gateway, host) -> None:
+    """DNS rebinding: a page whose name now points at 127.0.0.1 must not reach a gateway that has no keys."""
+    status, body = _with_host(gateway.url, "POST", "/v1/messages", host, ASK)
+    assert status == 403 and body["type"] == "error" and body["error"]["type"] == "permission_error"
+    assert "GATEWAY_API_KEYS" in body["error"]["message"]
+    status, body = _with_host(gateway.url, "POST", "/v1/chat/completions", host, OPENAI_ASK)
+    assert status == 403 and body["error"]["type"] and body["error"]["message"]
+    status, _ = _with_host(gateway.url, "GET", "/account-limits", host)
+    assert status == 403
+
+
+@pytest.mark.parametrize("server", [KEYS, {"allow_no_auth": True}], indirect=True)
+def test_with_keys_or_allowed_without_any_host_name_is_served(server) -> None:
+    url, _ = server
+    status, _ = _with_host(url, "POST", "/v1/messages", "gateway.example.com", ASK)
+    assert status in (200, 401)
+    status, _ = _with_host(url, "GET", "/health", "gateway.example.com")
+    assert status == 200
+
+
 @pytest.mark.parametrize("server", [{"max_body_bytes": 1024 * 1024}], indirect=True)
 def test_oversized_body_is_413_and_the_server_keeps_serving(server) -> None:
     url, _ = server
@@ -148,7 +191,7 @@ def test_client_disconnect_releases_the_upstream_while_it_is_silent(server, fake
     port = int(url.rsplit(":", 1)[1])
     body = json.dumps({**ASK, "stream": True}).encode()
     sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
     received = b""
     while b"content_block_delta" not in received:
