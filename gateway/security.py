@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping
 from .errors import AuthenticationFailed, PermissionDenied
 
 PUBLIC_PATHS = frozenset({"/health"})
-ADMIN_PATHS = frozenset({"/refresh-token", "/account-limits"})
+# With GATEWAY_ADMIN_KEY set, only that key opens these: they show every account and what the gateway served.
+ADMIN_PATHS = frozenset({"/refresh-token", "/account-limits", "/metrics"})
 
 
 def _digest(value: str) -> bytes:
@@ -78,9 +79,11 @@ class KeyChecker:
             return
         presented = presented_key(headers)
         if path in ADMIN_PATHS and self.admin_key:
-            if not key_matches(presented, [self.admin_key]):
-                raise AuthenticationFailed("this endpoint needs the admin key (GATEWAY_ADMIN_KEY)")
-            return
+            if key_matches(presented, [self.admin_key]):
+                return
+            if key_matches(presented, self.api_keys):
+                raise PermissionDenied("this endpoint needs the admin key (GATEWAY_ADMIN_KEY), not an API key")
+            raise AuthenticationFailed("this endpoint needs the admin key (GATEWAY_ADMIN_KEY)")
         if not self.api_keys:
             return
         if presented is None:

@@ -56,12 +56,26 @@ def test_keys_are_enforced_in_each_family_format(server) -> None:
 
 
 @pytest.mark.parametrize("server", [KEYS], indirect=True)
-def test_admin_endpoints_need_the_admin_key(server) -> None:
+@pytest.mark.parametrize(("method", "path"), [("POST", "/refresh-token"), ("GET", "/account-limits"),
+                                              ("GET", "/metrics")])
+def test_admin_endpoints_need_the_admin_key(server, method, path) -> None:
     url, _ = server
-    user = requests.post(f"{url}/refresh-token", headers={"x-api-key": "key-one-123456"}, timeout=5)
-    assert user.status_code == 401
-    admin = requests.post(f"{url}/refresh-token", headers={"x-api-key": "admin-key-999999"}, timeout=5)
-    assert admin.status_code != 401
+    user = requests.request(method, f"{url}{path}", headers={"x-api-key": "key-one-123456"}, timeout=5)
+    assert user.status_code == 403 and user.json()["error"]["type"] == "permission_error"
+    for headers in ({}, {"x-api-key": "nope"}):
+        anonymous = requests.request(method, f"{url}{path}", headers=headers, timeout=5)
+        assert anonymous.status_code == 401 and anonymous.json()["error"]["type"] == "authentication_error"
+    admin = requests.request(method, f"{url}{path}", headers={"Authorization": "Bearer admin-key-999999"}, timeout=5)
+    assert admin.status_code not in (401, 403)
+    assert requests.post(f"{url}/v1/messages", json=ASK, headers={"x-api-key": "admin-key-999999"},
+                         timeout=5).status_code == 401  # the admin key is not an API key
+
+
+@pytest.mark.parametrize("server", [{"api_keys": KEYS["api_keys"]}], indirect=True)
+def test_without_an_admin_key_an_api_key_opens_the_admin_endpoints(server) -> None:
+    url, _ = server
+    assert requests.get(f"{url}/metrics", timeout=5).status_code == 401
+    assert requests.get(f"{url}/metrics", headers={"x-api-key": "key-one-123456"}, timeout=5).status_code == 200
 
 
 def test_key_comparison_is_constant_time(monkeypatch) -> None:
