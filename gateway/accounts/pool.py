@@ -363,14 +363,17 @@ class AccountPool:
     def record_quotas(self, account: Account, listing: dict[str, Any]) -> None:
         account.quotas = parse_quotas(listing)
 
-    def no_account_message(self) -> str:
+    def no_account_message(self, *, public: bool = False) -> str:
+        """Why no account can serve. ``public`` (for /health, which needs no key) names no file: a path tells a
+        stranger the user's name and the machine's layout."""
         path = self.accounts_file
         if self.error:
-            return f"the accounts file cannot be used: {self.error}"
+            error = self.error.replace(str(path), "the accounts file") if public and path else self.error
+            return f"the accounts file cannot be used: {error}"
         if not self.accounts:
             return (
-                f"no Google account is configured: add one with `python -m gateway accounts add`, or point "
-                f"GATEWAY_ACCOUNTS_FILE at an accounts file (looked at {path})"
+                "no Google account is configured: add one with `python -m gateway accounts add`, or point "
+                "GATEWAY_ACCOUNTS_FILE at an accounts file" + ("" if public else f" (looked at {path})")
             )
         return (
             "no usable Google account: every configured account is disabled or its refresh token was rejected; "

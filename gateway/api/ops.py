@@ -24,7 +24,7 @@ def health() -> Response:
     active = pool.active_count()
     body: dict[str, object] = {"status": "ok", "accounts": len(pool.accounts), "activeAccounts": active}
     if pool.error or active == 0:
-        body["error"] = pool.no_account_message()
+        body["error"] = pool.no_account_message(public=True)
     return jsonify(body)
 
 
