@@ -147,7 +147,7 @@ def _account(record: logs.AccessRecord, outcome, metrics: Metrics) -> None:  # n
     record.emit(outcome)
     if record.family == "ops":
         return
-    model = record.model or "-"
+    model = record.model or "unknown"  # a resolved id: a client's own string could grow the metrics without bound
     metrics.requests.labels(record.family, model, str(record.status)).inc()
     metrics.latency.labels(record.family).observe(record.elapsed())
     if outcome is not None:

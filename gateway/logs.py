@@ -57,6 +57,31 @@ def configure(level: str, json_format: bool, secrets: tuple[str, ...] = ()) -> N
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))
 
 
+#: A logged value a client chose is cut to this many characters.
+MAX_VALUE_CHARS = 200
+
+
+def printable(value: str | None, limit: int = MAX_VALUE_CHARS) -> str | None:
+    """A client's string as a log can carry it: control characters and lone surrogates escaped, length cut."""
+    if value is None:
+        return None
+    if len(value) > limit:
+        value = value[:limit] + "..."
+    if value.isprintable():
+        return value
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in value)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if ch in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[ch]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 @dataclass
 class AccessRecord:
     """What the access line says about one request; filled in as the request goes."""
@@ -65,7 +90,9 @@ class AccessRecord:
     path: str
     family: str
     started: float = field(default_factory=time.perf_counter)
+    # The model id the request resolved to, and the name the client sent (any string, up to the body limit).
     model: str | None = None
+    requested: str | None = None
     status: int | None = None
     stream: bool = False
 
@@ -78,6 +105,7 @@ class AccessRecord:
             "path": self.path,
             "family": self.family,
             "model": self.model,
+            "requested": printable(self.requested) if self.requested != self.model else None,
             "status": self.status,
             "stream": self.stream,
             "latency_ms": round(self.elapsed() * 1000, 1),

@@ -235,11 +235,35 @@ def test_metrics_after_traffic(gateway, fake) -> None:
             break
         time.sleep(0.02)
     assert 'gateway_requests_total{family="anthropic",model="claude-sonnet-4-6",status="200"} 2.0' in text
-    assert 'gateway_requests_total{family="anthropic",model="nope",status="404"} 1.0' in text
+    assert 'gateway_requests_total{family="anthropic",model="unknown",status="404"} 1.0' in text
     assert 'gateway_request_seconds_count{family="anthropic"} 4.0' in text
     assert 'gateway_tokens_total{direction="out",family="anthropic",model="claude-sonnet-4-6"}' in text
     assert "gateway_active_streams 0.0" in text
     assert 'gateway_rate_limit_events_total{account="alice",model="gemini-3-flash-agent"} 1.0' in text
+
+
+def test_metric_labels_are_listed_model_ids_whatever_the_client_sends(gateway, caplog) -> None:
+    """A lone surrogate in a label made every later /metrics a 500; long names grew it without bound."""
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    names = ["x" * 5000, "\ud800", "nope\nmethod=GET path=/forged status=200", "claude-sonnet-4-6"]
+    for name in names:
+        for path, body in (("/v1/messages", {**ASK, "model": name}), ("/v1/chat/completions", {**OPENAI_ASK, "model": name})):
+            requests.post(f"{gateway.url}{path}", data=json.dumps(body), headers={"Content-Type": "application/json"},
+                          timeout=10)
+    deadline = time.monotonic() + 3
+    while len([r for r in caplog.records if r.name == "gateway.access"]) < 8 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    metrics = requests.get(f"{gateway.url}/metrics", timeout=5)
+    assert metrics.status_code == 200
+    labels = {line.split("model=")[1].split('"')[1] for line in metrics.text.splitlines()
+              if line.startswith("gateway_requests_total{")}
+    assert labels == {"unknown", "claude-sonnet-4-6"}
+    access = [r for r in caplog.records if r.name == "gateway.access"]
+    assert len(access) == 8
+    for record in access:
+        assert "\n" not in record.getMessage() and len(record.getMessage()) < 1000
+        assert record.fields["model"] in (None, "claude-sonnet-4-6")
+    assert any("nope\\nmethod=GET" in record.getMessage() for record in access)
 
 
 def test_no_secret_reaches_logs_or_responses(fake, accounts_file, caplog) -> None:
