@@ -47,14 +47,18 @@ def resolve_remote_images(request: Request, settings: Settings) -> None:
 
 
 def _check_target(url: str, settings: Settings) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port  # a bad port or IPv6 literal raises here
+    except ValueError:
+        raise InvalidRequest("image URL is not a valid URL (host or port)", param="image.url") from None
+    if parts.scheme not in {"http", "https"} or not host:
         raise InvalidRequest(f"image URL must be http(s): {url[:100]}", param="image.url")
     if settings.allow_private_image_urls:
         return
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except OSError:
+        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
         raise InvalidRequest(f"image URL host cannot be resolved: {parts.hostname}", param="image.url") from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
@@ -75,7 +79,7 @@ def fetch_image(url: str, settings: Settings) -> tuple[str, str | None]:
                 if len(body) > settings.max_image_bytes:
                     raise InvalidRequest("image at URL is larger than the gateway accepts", param="image.url")
             declared = response.headers.get("Content-Type", "").split(";")[0].strip() or None
-    except requests.RequestException as exc:
+    except (requests.RequestException, ValueError) as exc:  # ValueError: what urllib3 finds wrong in the URL
         raise InvalidRequest(f"image URL could not be fetched ({type(exc).__name__})", param="image.url") from None
     sniffed = next((mime for magic, mime in _MAGIC if body.startswith(magic)), None)
     if sniffed is None and body[:4] == b"RIFF" and body[8:12] == b"WEBP":
