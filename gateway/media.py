@@ -1,8 +1,12 @@
 """Images given by URL are fetched by the gateway and sent inline.
 
-Nothing shows the Cloud Code upstream fetching arbitrary URLs, so the gateway downloads them itself,
-carefully: http(s) only, a size cap, a timeout, and no loopback or private targets (a gateway on a shared
-host must not become a way to read internal services), unless explicitly allowed for tests.
+Nothing shows the Cloud Code upstream fetching arbitrary URLs, so the gateway downloads them itself, carefully:
+a gateway on a shared host must not become a way to read internal services. So: http(s) only, a size cap, a
+timeout, and only globally routable addresses (unless GATEWAY_ALLOW_PRIVATE_IMAGE_URLS, for tests). The name is
+resolved once, every address it resolves to is checked, and the connection goes to the checked address itself,
+with the URL's host name in the Host header, in TLS's SNI and in the certificate check: a name that resolves to
+a public address for the check and to 127.0.0.1 for the connection (DNS rebinding) reaches nothing. Redirects are
+followed a few times, each target checked the same way.
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ from __future__ import annotations
 import base64
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
 
-import requests
+import certifi
+import urllib3
 
 from .config import Settings
 from .core.request import Image, Request, ToolResult
@@ -26,6 +33,41 @@ _MAGIC = [
     (b"%PDF-", "application/pdf"),
 ]
 
+#: Redirects followed per image, each to a target checked like the first.
+MAX_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: Trusted certificate authorities for https image URLs (what ``requests`` uses).
+CA_CERTS = certifi.where()
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 15.0
+
+#: Ranges refused even where ``is_global`` says otherwise (it varies across Python versions): shared address
+#: space (carrier-grade NAT), benchmarking, documentation, multicast, and IPv6 forms that carry an IPv4 address
+#: (mapped, compatible, NAT64, 6to4) and so could lead to a private one.
+_SPECIAL_RANGES = tuple(ipaddress.ip_network(network) for network in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
+    "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
+    "224.0.0.0/4", "240.0.0.0/4",
+    "::/96", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32",
+    "2002::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+))
+
+#: host, port -> the addresses to connect to (tests inject their own: no real DNS).
+Resolver = Callable[[str, int], list[str]]
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    return list(dict.fromkeys(info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
+
+
+def public_address(address: str) -> bool:
+    """Whether ``address`` is globally routable, and in none of the special ranges."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:  # a scoped IPv6 address (fe80::1%eth0) among others: never public
+        return False
+    return ip.is_global and not any(ip in network for network in _SPECIAL_RANGES if network.version == ip.version)
+
 
 def _images(request: Request) -> list[Image]:
     found: list[Image] = []
@@ -38,52 +80,119 @@ def _images(request: Request) -> list[Image]:
     return found
 
 
-def resolve_remote_images(request: Request, settings: Settings) -> None:
+def resolve_remote_images(request: Request, settings: Settings, resolve: Resolver = system_resolver) -> None:
     """Replace every URL image of the request by its downloaded bytes (in place)."""
     for image in _images(request):
         if image.data is None and image.url:
-            image.data, sniffed = fetch_image(image.url, settings)
+            image.data, sniffed = fetch_image(image.url, settings, resolve)
             image.media_type = sniffed or image.media_type or "image/png"
 
 
-def _check_target(url: str, settings: Settings) -> None:
+@dataclass(frozen=True)
+class _Target:
+    """Where one fetch goes: the checked address to connect to, and the name the server knows itself by."""
+
+    https: bool
+    host: str  # ASCII (IDNA) name or IP literal, for Host, SNI and the certificate check
+    port: int
+    path: str
+    address: str
+
+
+def _invalid(message: str) -> InvalidRequest:
+    return InvalidRequest(message, param="image.url")
+
+
+def _target(url: str, settings: Settings, resolve: Resolver) -> _Target:
+    """Parse ``url``, resolve its host once and check every address; InvalidRequest on any problem."""
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port  # a bad port or IPv6 literal raises here
-    except ValueError:
-        raise InvalidRequest("image URL is not a valid URL (host or port)", param="image.url") from None
+        if host and not host.isascii():
+            host = host.encode("idna").decode("ascii")
+    except ValueError:  # UnicodeError included: a label IDNA cannot encode
+        raise _invalid("image URL is not a valid URL (host or port)") from None
     if parts.scheme not in {"http", "https"} or not host:
-        raise InvalidRequest(f"image URL must be http(s): {url[:100]}", param="image.url")
-    if settings.allow_private_image_urls:
-        return
+        raise _invalid(f"image URL must be http(s): {url[:100]}")
+    https = parts.scheme == "https"
+    port = port or (443 if https else 80)
     try:
-        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        raise InvalidRequest(f"image URL host cannot be resolved: {parts.hostname}", param="image.url") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if address.is_private or address.is_loopback or address.is_link_local or address.is_reserved:
-            raise InvalidRequest("image URL points to a private or loopback address", param="image.url")
+        ipaddress.ip_address(host)
+        addresses = [host]
+    except ValueError:
+        try:
+            addresses = resolve(host, port)
+        except (OSError, UnicodeError):
+            raise _invalid(f"image URL host cannot be resolved: {host[:100]}") from None
+    if not addresses:
+        raise _invalid(f"image URL host cannot be resolved: {host[:100]}")
+    if not settings.allow_private_image_urls and not all(public_address(address) for address in addresses):
+        raise _invalid("image URL points to a private, loopback or otherwise non-public address")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return _Target(https, host, port, path, addresses[0])
 
 
-def fetch_image(url: str, settings: Settings) -> tuple[str, str | None]:
+def _open(target: _Target) -> tuple[urllib3.HTTPConnectionPool, urllib3.BaseHTTPResponse]:
+    """GET ``target`` over a connection to its checked address; the caller closes the pool."""
+    options = {"timeout": urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT), "retries": False, "maxsize": 1}
+    if target.https:
+        pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
+            target.address, target.port, server_hostname=target.host, assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED", ca_certs=CA_CERTS, **options)
+    else:
+        pool = urllib3.HTTPConnectionPool(target.address, target.port, **options)
+    name = f"[{target.host}]" if ":" in target.host else target.host
+    default_port = 443 if target.https else 80
+    headers = {"Host": name if target.port == default_port else f"{name}:{target.port}",
+               "Accept": "image/*, application/pdf;q=0.9, */*;q=0.5", "Accept-Encoding": "identity",
+               "User-Agent": "cloudcode-gateway"}
+    try:
+        response = pool.urlopen("GET", target.path, headers=headers, redirect=False, retries=False,
+                                preload_content=False, assert_same_host=False)
+    except BaseException:
+        pool.close()
+        raise
+    return pool, response
+
+
+def fetch_image(url: str, settings: Settings, resolve: Resolver = system_resolver) -> tuple[str, str | None]:
     """Base64 data and the sniffed media type of the image at ``url``; InvalidRequest on any failure."""
-    _check_target(url, settings)
-    try:
-        with requests.get(url, stream=True, timeout=(5, 15), allow_redirects=False) as response:
-            if response.status_code != 200:
-                raise InvalidRequest(f"image URL answered HTTP {response.status_code}", param="image.url")
-            body = bytearray()
-            for chunk in response.iter_content(65536):
-                body += chunk
-                if len(body) > settings.max_image_bytes:
-                    raise InvalidRequest("image at URL is larger than the gateway accepts", param="image.url")
-            declared = response.headers.get("Content-Type", "").split(";")[0].strip() or None
-    except (requests.RequestException, ValueError) as exc:  # ValueError: what urllib3 finds wrong in the URL
-        raise InvalidRequest(f"image URL could not be fetched ({type(exc).__name__})", param="image.url") from None
+    for _ in range(MAX_REDIRECTS + 1):
+        target = _target(url, settings, resolve)
+        try:
+            pool, response = _open(target)
+            try:
+                location = response.headers.get("Location")
+                if response.status in _REDIRECTS and location:
+                    url = urljoin(url, location)
+                    continue
+                if response.status != 200:
+                    raise _invalid(f"image URL answered HTTP {response.status}")
+                body = _read(response, settings.max_image_bytes)
+                declared = response.headers.get("Content-Type", "").split(";")[0].strip() or None
+                break
+            finally:
+                response.release_conn()
+                pool.close()
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            raise _invalid(f"image URL could not be fetched ({type(exc).__name__})") from None
+    else:
+        raise _invalid(f"image URL redirected more than {MAX_REDIRECTS} times")
     sniffed = next((mime for magic, mime in _MAGIC if body.startswith(magic)), None)
     if sniffed is None and body[:4] == b"RIFF" and body[8:12] == b"WEBP":
         sniffed = "image/webp"
     if sniffed is None and not (declared or "").startswith("image/"):
-        raise InvalidRequest("the URL did not return an image", param="image.url")
+        raise _invalid("the URL did not return an image")
     return base64.b64encode(bytes(body)).decode("ascii"), sniffed or declared
+
+
+def _read(response: urllib3.BaseHTTPResponse, limit: int) -> bytearray:
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _invalid("image at URL is larger than the gateway accepts")
+    body = bytearray()
+    while chunk := response.read1(65536):
+        body += chunk
+        if len(body) > limit:
+            raise _invalid("image at URL is larger than the gateway accepts")
+    return body
