@@ -129,3 +129,26 @@ def test_image_urls_with_a_bad_host_or_port_are_a_400(gateway, url) -> None:
     openai = _post(gateway, {"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": url}}]}]}, path="/v1/chat/completions")
     assert openai.status_code == 400 and openai.json()["error"]["param"] == "image.url"
+
+
+def _schema_bomb() -> dict:
+    """About 100 KB of schema whose $refs inline to 25 MB."""
+    defs = {f"D{i}": {"type": "object", "properties": {"a": {"$ref": f"#/$defs/D{i + 1}"},
+                                                       "b": {"$ref": f"#/$defs/D{i + 1}"}}} for i in range(24)}
+    defs["D24"] = {"type": "string", "description": "leaf " * 20_000, "maxLength": 5}
+    return {"$ref": "#/$defs/D0", "$defs": defs}
+
+
+def test_tool_schemas_expanding_past_the_budget_are_a_400_in_each_family_format(gateway, fake) -> None:
+    anthropic = _post(gateway, {**OK, "tools": [{"name": "t", "input_schema": _schema_bomb()}]})
+    assert anthropic.status_code == 400 and anthropic.json()["error"]["type"] == "invalid_request_error"
+    assert "$ref" in anthropic.json()["error"]["message"]
+    openai = _post(gateway, {"model": "gemini-3-flash-agent", "messages": [{"role": "user", "content": "hi"}],
+                             "tools": [{"type": "function", "function": {"name": "t", "parameters": _schema_bomb()}}]},
+                   path="/v1/chat/completions")
+    assert openai.status_code == 400 and openai.json()["error"]["param"] == "tools"
+    response_format = _post(gateway, {"model": "gemini-3-flash-agent", "messages": [{"role": "user", "content": "hi"}],
+                                      "response_format": {"type": "json_schema", "json_schema": {
+                                          "name": "x", "schema": _schema_bomb()}}}, path="/v1/chat/completions")
+    assert response_format.status_code == 400 and response_format.json()["error"]["type"] == "invalid_request_error"
+    assert not [r for r in fake.requests if r.method == "streamGenerateContent"]  # nothing reached the upstream
