@@ -136,6 +136,10 @@ class Settings:
     # Remote image URLs are fetched by the gateway; loopback/private targets only when allowed (tests).
     allow_private_image_urls: bool = False
     max_image_bytes: int = 20 * 1024 * 1024
+    # Per request: images given by URL, the bytes they may make together, and the time one fetch may take.
+    max_image_urls: int = 16
+    max_image_url_bytes: int = 32 * 1024 * 1024
+    image_fetch_timeout: float = 30.0
     # Access control: empty means any key (or none) is accepted.
     api_keys: frozenset[str] = frozenset()
     admin_key: str | None = None
@@ -184,6 +188,9 @@ class Settings:
             empty_retries=_int(env, "GATEWAY_EMPTY_RETRIES", 2),
             model_aliases=_aliases(env.get("GATEWAY_MODEL_ALIASES", "")),
             allow_private_image_urls=_flag(env, "GATEWAY_ALLOW_PRIVATE_IMAGE_URLS"),
+            max_image_urls=_int(env, "GATEWAY_MAX_IMAGE_URLS", 16),
+            max_image_url_bytes=int(_float(env, "GATEWAY_MAX_IMAGE_URL_MB", 32) * 1024 * 1024),
+            image_fetch_timeout=_float(env, "GATEWAY_IMAGE_FETCH_TIMEOUT_SECONDS", 30.0),
             api_keys=_api_keys(env),
             admin_key=env.get("GATEWAY_ADMIN_KEY") or None,
             allow_no_auth=_flag(env, "GATEWAY_ALLOW_NO_AUTH"),

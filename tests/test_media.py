@@ -9,6 +9,7 @@ import base64
 import datetime
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -190,5 +191,119 @@ def test_https_checks_the_certificate_for_the_urls_host_name(tmp_path, monkeypat
         with pytest.raises(InvalidRequest, match="could not be fetched"):
             media.fetch_image(f"https://127.0.0.1:{server.port}/cat.png", PRIVATE_OK, resolve)
         assert len(server.hosts) == 1
+    finally:
+        server.stop()
+
+
+# -- caps, deadline, concurrency ---------------------------------------------------------------------------------
+
+class RawServer:
+    """A loopback TCP server whose every connection runs ``serve(connection)`` in its own thread."""
+
+    def __init__(self, serve) -> None:  # noqa: ANN001
+        import socket
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.serve = serve
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._run, args=(connection,), daemon=True).start()
+
+    def _run(self, connection) -> None:  # noqa: ANN001
+        with connection:
+            connection.recv(65536)
+            try:
+                self.serve(connection)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self.listener.close()
+
+
+def _trickle_body(connection) -> None:  # noqa: ANN001
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n" + RAW_PNG[:8])
+    for _ in range(200):
+        time.sleep(0.1)
+        connection.sendall(b"x")
+
+
+def _trickle_headers(connection) -> None:  # noqa: ANN001
+    connection.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+    for _ in range(200):
+        time.sleep(0.1)
+        connection.sendall(b"x")
+
+
+def _silent(connection) -> None:  # noqa: ANN001
+    time.sleep(20)
+
+
+@pytest.mark.parametrize("serve", [_trickle_body, _trickle_headers, _silent])
+def test_one_deadline_bounds_the_whole_fetch(serve) -> None:
+    """A byte every 0.1 s never trips a read timeout: only the fetch's own deadline ends it."""
+    server = RawServer(serve)
+    settings = Settings(allow_private_image_urls=True, image_fetch_timeout=1.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(InvalidRequest, match="took longer than 1s"):
+            media.fetch_image(f"http://127.0.0.1:{server.port}/slow.png", settings, Resolver())
+        assert time.monotonic() - started < 2.5
+    finally:
+        server.stop()
+
+
+def _request(*urls: str):  # noqa: ANN202
+    from gateway.core.request import Image, Message, Request, Text
+
+    return Request(model="m", messages=[Message("user", [Text("look"), *(Image(url=url) for url in urls)])])
+
+
+def _slow_png(connection) -> None:  # noqa: ANN001
+    time.sleep(0.6)
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n%s"
+                       % (len(RAW_PNG), RAW_PNG))
+
+
+def test_the_images_of_a_request_are_fetched_at_once() -> None:
+    server = RawServer(_slow_png)
+    try:
+        request = _request(*(f"http://127.0.0.1:{server.port}/{n}.png" for n in range(5)))
+        started = time.monotonic()
+        media.resolve_remote_images(request, PRIVATE_OK, Resolver())
+        assert time.monotonic() - started < 2.0  # one after the other: 3 s
+        assert all(base64.b64decode(part.data) == RAW_PNG for part in request.messages[0].parts[1:])
+    finally:
+        server.stop()
+
+
+def test_images_by_url_are_capped_per_request(images) -> None:
+    settings = Settings(allow_private_image_urls=True, max_image_urls=3)
+    request = _request(*(f"http://127.0.0.1:{images.port}/{n}.png" for n in range(4)))
+    with pytest.raises(InvalidRequest, match="at most 3 images by URL"):
+        media.resolve_remote_images(request, settings, Resolver())
+    assert images.hosts == []  # refused before fetching any
+
+
+def _big(connection) -> None:  # noqa: ANN001
+    body = RAW_PNG + b"\0" * 40_000
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def test_the_bytes_of_a_requests_images_are_capped_together() -> None:
+    server = RawServer(_big)
+    try:
+        urls = [f"http://127.0.0.1:{server.port}/{n}.png" for n in range(3)]
+        settings = Settings(allow_private_image_urls=True, max_image_url_bytes=100_000)
+        media.resolve_remote_images(_request(*urls[:2]), settings, Resolver())
+        with pytest.raises(InvalidRequest, match="MB together"):
+            media.resolve_remote_images(_request(*urls), settings, Resolver())
     finally:
         server.stop()
