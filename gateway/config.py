@@ -147,6 +147,8 @@ class Settings:
     allow_no_auth: bool = False
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 32 * 1024 * 1024
+    # Time a request body may take to arrive, in all.
+    body_timeout: float = 60.0
     # Seconds of upstream silence after which a streaming client gets a keep-alive ping.
     ping_interval: float = 10.0
     log_format: str = "text"
@@ -196,6 +198,7 @@ class Settings:
             allow_no_auth=_flag(env, "GATEWAY_ALLOW_NO_AUTH"),
             cors_origins=tuple(o.strip() for o in env.get("GATEWAY_CORS_ORIGINS", "").split(",") if o.strip()),
             max_body_bytes=int(_float(env, "GATEWAY_MAX_BODY_MB", 32) * 1024 * 1024),
+            body_timeout=_float(env, "GATEWAY_BODY_TIMEOUT_SECONDS", 60.0),
             ping_interval=_float(env, "GATEWAY_PING_INTERVAL", 10.0),
             log_format=_choice(env, "GATEWAY_LOG_FORMAT", "text", {"text", "json"}),
             account_strategy=_choice(env, "GATEWAY_ACCOUNT_STRATEGY", "hybrid", ACCOUNT_STRATEGIES),

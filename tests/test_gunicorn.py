@@ -283,3 +283,48 @@ def test_claude_thinking_kept_for_an_openai_client_reaches_whichever_worker_take
             assert second_client.chat.completions.create(messages=history, **ask).choices[0].message.content == "Snow."
         parts = fake.generate_requests()[-1].body["request"]["contents"][1]["parts"]
         assert parts[0].get("thought") is True and parts[0]["text"] == f"Call the tool, turn {n}.", parts
+
+
+@pytest.mark.parametrize("trickle", [True, False], ids=["a-byte-now-and-then", "silent"])
+def test_a_body_sent_too_slowly_is_cut_with_a_408_and_the_connection_closes(fake, accounts_file, trickle) -> None:
+    """No read timeout trips on a byte every 0.1 s: the body's own time limit does, and gunicorn must not then
+    wait for the rest of the body before it lets the connection go."""
+    import json as json_module
+    import threading
+
+    port = free_port()
+    env = {**upstream_env(fake, accounts_file), "GATEWAY_BODY_TIMEOUT_SECONDS": "1"}
+    process = start_gunicorn(env, f"127.0.0.1:{port}", "-w", "1")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_healthy(url)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100000\r\n\r\n{\"model\": ")
+
+        def drip() -> None:
+            try:
+                for _ in range(100):
+                    time.sleep(0.1)
+                    sock.sendall(b" ")
+            except OSError:
+                pass
+
+        if trickle:
+            threading.Thread(target=drip, daemon=True).start()
+        started = time.monotonic()
+        answer = b""
+        while chunk := sock.recv(65536):  # until the server closes the connection
+            answer += chunk
+        assert time.monotonic() - started < 4
+        sock.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408")
+        error = json_module.loads(body)
+        assert error["type"] == "error" and "GATEWAY_BODY_TIMEOUT_SECONDS" in error["error"]["message"]
+        ok = requests.post(f"{url}/v1/messages", timeout=10, json={
+            "model": "claude-sonnet-4-6", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]})
+        assert ok.status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=15)

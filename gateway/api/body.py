@@ -1,4 +1,9 @@
-"""Reading a JSON request body within the size limit, for every API family.
+"""Reading a JSON request body within the size and time limits, for every API family.
+
+A body must arrive within GATEWAY_BODY_TIMEOUT_SECONDS in all: a client sending a byte now and then would
+otherwise hold its connection, and the part of the body read so far, for as long as it likes. Under gevent
+(gunicorn's workers, ``python app.py``) a timer interrupts the read; the answer is a 408 in the caller's format,
+and the connection closes after it.
 
 A body is refused here, with a 400 in the caller's format, when what it holds could not be sent on: lone UTF-16
 surrogates (``"\\ud800"``: the ``json`` module takes them, no UTF-8 encoder does) and nesting beyond
@@ -7,12 +12,18 @@ MAX_JSON_DEPTH (deeper bodies exhausted Python's recursion limit further on).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
+import time
+from collections.abc import Iterator
 from typing import Any
 
+import gevent
 import orjson
-from flask import current_app, request
+from flask import Response, after_this_request, current_app, request
+from gevent import monkey
 
 from ..errors import InvalidRequest, RequestTooLarge
 
@@ -20,6 +31,11 @@ from ..errors import InvalidRequest, RequestTooLarge
 #: upstream body), far beyond any real request.
 MAX_JSON_DEPTH = 254
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_CHUNK = 65536
+
+
+class _Late(Exception):
+    """The body's time is up (raised into the reading greenlet by gevent's timer)."""
 
 
 def too_large() -> RequestTooLarge:
@@ -35,7 +51,7 @@ def json_body() -> dict[str, Any]:
     """
     if not request.is_json:
         raise InvalidRequest("the request body must be JSON sent with Content-Type: application/json")
-    data = request.get_data(cache=False)
+    data = read_body()
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if limit is not None and len(data) >= limit:
         raise too_large()
@@ -49,6 +65,75 @@ def json_body() -> dict[str, Any]:
         raise InvalidRequest("the request body must be a JSON object")
     check_encodable(body)
     return body
+
+
+def read_body() -> bytearray:
+    """The raw body, if it arrives within GATEWAY_BODY_TIMEOUT_SECONDS; else a 408 and the connection closes."""
+    seconds = current_app.extensions["gateway"].settings.body_timeout
+    deadline = time.monotonic() + seconds
+    stream = request.stream  # a declared length over the limit is a 413 here, before anything is read
+    body = bytearray()
+    try:
+        with _interrupted_after(seconds):
+            while chunk := stream.read(_CHUNK):
+                body += chunk
+                if time.monotonic() > deadline:
+                    raise _Late
+    except _Late:
+        _close_after_answer()
+        raise InvalidRequest(f"the request body did not arrive within {seconds:g}s (GATEWAY_BODY_TIMEOUT_SECONDS)",
+                             status=408) from None
+    return body
+
+
+@contextlib.contextmanager
+def _interrupted_after(seconds: float) -> Iterator[None]:
+    """Raise _Late into a read that blocks past ``seconds``: possible where sockets are gevent's.
+
+    Elsewhere (Werkzeug's development server in tests) only the check between chunks applies.
+    """
+    if not monkey.is_module_patched("socket"):
+        yield
+        return
+    with gevent.Timeout(seconds, _Late):
+        yield
+
+
+def _close_after_answer() -> None:
+    """Close the connection once the 408 is out: the rest of the body would come as slowly.
+
+    gevent's WSGI server closes on a ``Connection: close`` header; gunicorn drops that header and would read
+    the rest of the body before the next request, for as long as the client trickles it. There, the answer is
+    followed by the end of our side, a short wait for the client to close its side (closing on unread data
+    would reset the connection, and a client could lose the answer with it), and then the end of reading.
+    """
+    after_this_request(_connection_close)
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None:
+        after_this_request(lambda response: _on_close(response, lambda: _linger(sock)))
+
+
+def _connection_close(response: Response) -> Response:
+    response.headers["Connection"] = "close"
+    return response
+
+
+def _on_close(response: Response, action: Any) -> Response:
+    response.call_on_close(action)  # after the server has written the whole answer
+    return response
+
+
+#: How long a connection cut for a late body waits for the client to close its side.
+LINGER_SECONDS = 2.0
+
+
+def _linger(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+        with gevent.Timeout(LINGER_SECONDS, False):
+            while sock.recv(_CHUNK):
+                pass
+        sock.shutdown(socket.SHUT_RD)  # gunicorn's next read sees the end: it closes the connection
 
 
 def check_encodable(body: Any) -> None:
