@@ -147,8 +147,9 @@ class Settings:
     allow_no_auth: bool = False
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 32 * 1024 * 1024
-    # Time a request body may take to arrive, in all.
+    # Time a request body may take to arrive, in all; and the bytes of bodies one worker holds at once.
     body_timeout: float = 60.0
+    body_memory_bytes: int = 2048 * 1024 * 1024
     # Seconds of upstream silence after which a streaming client gets a keep-alive ping.
     ping_interval: float = 10.0
     log_format: str = "text"
@@ -199,6 +200,7 @@ class Settings:
             cors_origins=tuple(o.strip() for o in env.get("GATEWAY_CORS_ORIGINS", "").split(",") if o.strip()),
             max_body_bytes=int(_float(env, "GATEWAY_MAX_BODY_MB", 32) * 1024 * 1024),
             body_timeout=_float(env, "GATEWAY_BODY_TIMEOUT_SECONDS", 60.0),
+            body_memory_bytes=int(_float(env, "GATEWAY_BODY_MEMORY_MB", 2048) * 1024 * 1024),
             ping_interval=_float(env, "GATEWAY_PING_INTERVAL", 10.0),
             log_format=_choice(env, "GATEWAY_LOG_FORMAT", "text", {"text", "json"}),
             account_strategy=_choice(env, "GATEWAY_ACCOUNT_STRATEGY", "hybrid", ACCOUNT_STRATEGIES),

@@ -154,6 +154,35 @@ def test_oversized_body_is_413_and_the_server_keeps_serving(server) -> None:
     assert requests.post(f"{url}/v1/messages", json=ASK, timeout=5).status_code == 200
 
 
+def test_the_bodies_a_worker_holds_at_once_are_capped_together(gateway) -> None:
+    """Past GATEWAY_BODY_MEMORY_MB a request is turned away before its body is read, and may retry."""
+    from gateway.api.body import BodyBudget
+
+    budget = gateway.app.extensions["gateway.bodies"] = BodyBudget(1000)
+    assert budget.take(990)  # other requests' bodies, being held
+    anthropic = requests.post(f"{gateway.url}/v1/messages", json=ASK, timeout=5)
+    assert anthropic.status_code == 529 and anthropic.json()["error"]["type"] == "overloaded_error"
+    assert anthropic.headers["retry-after"] == "1" and "GATEWAY_BODY_MEMORY_MB" in anthropic.json()["error"]["message"]
+    openai = requests.post(f"{gateway.url}/v1/chat/completions", json=OPENAI_ASK, timeout=5)
+    assert openai.status_code == 503 and openai.headers["retry-after"] == "1"
+    budget.give_back(990)
+    answers = [requests.post(f"{gateway.url}{path}", json=body, timeout=5).status_code for path, body in (
+        ("/v1/messages", ASK), ("/v1/messages", {**ASK, "model": "nope"}), ("/v1/chat/completions", OPENAI_ASK),
+        ("/v1/chat/completions", {"messages": 5}), ("/v1/messages", {**ASK, "stream": True}))]
+    answers.append(requests.post(f"{gateway.url}/v1/messages", data=b'{"model": ', timeout=5,
+                                 headers={"Content-Type": "application/json"}).status_code)
+    assert answers == [200, 404, 200, 400, 200, 400]
+    assert budget.held == 0  # every request gave its share back, whatever its answer
+
+
+def test_a_body_larger_than_the_whole_budget_is_still_served_alone(gateway) -> None:
+    from gateway.api.body import BodyBudget
+
+    budget = gateway.app.extensions["gateway.bodies"] = BodyBudget(10)
+    assert requests.post(f"{gateway.url}/v1/messages", json=ASK, timeout=5).status_code == 200
+    assert budget.held == 0
+
+
 @pytest.mark.parametrize("server", [{"cors_origins": ("https://app.example",)}], indirect=True)
 def test_cors_preflight_and_headers(server) -> None:
     url, _ = server

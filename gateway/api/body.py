@@ -1,5 +1,11 @@
 """Reading a JSON request body within the size and time limits, for every API family.
 
+A worker holds about three times a body's size while it reads, checks and translates it (docs/performance.md),
+and up to 2,500 connections: no per-body limit that real clients can live with keeps 2,500 bodies at that limit
+inside a machine. So the bodies a worker holds at once are also capped together, by GATEWAY_BODY_MEMORY_MB:
+a request whose body would go past it is answered 503 (529 for Anthropic clients) with ``retry-after``, before
+its body is read, and its share is given back when its view returns (a stream has let its request go by then).
+
 A body must arrive within GATEWAY_BODY_TIMEOUT_SECONDS in all: a client sending a byte now and then would
 otherwise hold its connection, and the part of the body read so far, for as long as it likes. Under gevent
 (gunicorn's workers, ``python app.py``) a timer interrupts the read; the answer is a 408 in the caller's format,
@@ -16,6 +22,7 @@ import contextlib
 import json
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +32,7 @@ import orjson
 from flask import Response, after_this_request, current_app, request
 from gevent import monkey
 
-from ..errors import InvalidRequest, RequestTooLarge
+from ..errors import InvalidRequest, Overloaded, RequestTooLarge
 
 #: Arrays and objects nested in one another, the body's own object included: orjson's limit (it encodes the
 #: upstream body), far beyond any real request.
@@ -36,6 +43,34 @@ _CHUNK = 65536
 
 class _Late(Exception):
     """The body's time is up (raised into the reading greenlet by gevent's timer)."""
+
+
+class BodyBudget:
+    """The bytes of request bodies one worker holds at once (its share of GATEWAY_BODY_MEMORY_MB)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        with self._lock:
+            if self.held + size > self.size and self.held > 0:
+                return False
+            self.held += size
+            return True
+
+    def give_back(self, size: int) -> None:
+        with self._lock:
+            self.held -= size
+
+
+def _budget() -> BodyBudget:
+    budget = current_app.extensions.get("gateway.bodies")
+    if budget is None:
+        budget = current_app.extensions["gateway.bodies"] = BodyBudget(
+            current_app.extensions["gateway"].settings.body_memory_bytes)
+    return budget
 
 
 def too_large() -> RequestTooLarge:
@@ -68,10 +103,20 @@ def json_body() -> dict[str, Any]:
 
 
 def read_body() -> bytearray:
-    """The raw body, if it arrives within GATEWAY_BODY_TIMEOUT_SECONDS; else a 408 and the connection closes."""
+    """The raw body, if it arrives within GATEWAY_BODY_TIMEOUT_SECONDS; else a 408 and the connection closes.
+
+    Its size (the declared length, or the limit for a chunked body) is taken from the worker's BodyBudget first,
+    and given back when the view returns; a 503 when the budget cannot take it now.
+    """
     seconds = current_app.extensions["gateway"].settings.body_timeout
     deadline = time.monotonic() + seconds
     stream = request.stream  # a declared length over the limit is a 413 here, before anything is read
+    share = request.content_length or current_app.config["MAX_CONTENT_LENGTH"] or 0
+    budget = _budget()
+    if not budget.take(share):
+        raise Overloaded("the gateway holds as many request bodies as it may at once (GATEWAY_BODY_MEMORY_MB); "
+                         "retry shortly", retry_after=1)
+    after_this_request(lambda response: _give_back(response, budget, share))
     body = bytearray()
     try:
         with _interrupted_after(seconds):
@@ -111,6 +156,11 @@ def _close_after_answer() -> None:
     sock = request.environ.get("gunicorn.socket")
     if sock is not None:
         after_this_request(lambda response: _on_close(response, lambda: _linger(sock)))
+
+
+def _give_back(response: Response, budget: BodyBudget, share: int) -> Response:
+    budget.give_back(share)
+    return response
 
 
 def _connection_close(response: Response) -> Response:
