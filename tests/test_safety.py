@@ -347,6 +347,47 @@ def test_one_access_line_per_request_with_its_fields(gateway, fake, caplog) -> N
     assert fields["tokens_in"] > 0 and fields["tokens_out"] > 0 and fields["latency_ms"] > 0
 
 
+def test_an_encoded_newline_in_the_path_forges_no_access_line(gateway, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    forged = "/v1/messages%0d%0amethod=POST%20path=/v1/messages%20status=200%1b[2J"
+    requests.post(f"{gateway.url}{forged}", json=ASK, timeout=5)
+    deadline = time.monotonic() + 2
+    while not [r for r in caplog.records if r.name == "gateway.access"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (record,) = [r for r in caplog.records if r.name == "gateway.access"]
+    line = record.getMessage()
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line
+    assert "\\r\\nmethod=POST" in line and record.fields["path"].startswith("/v1/messages\\r\\n")
+    text = logging.getLogger("gateway").handlers[0].format(record)
+    assert "\n" not in text
+
+
+def test_redaction_reaches_every_logger_and_handler(gateway, caplog) -> None:
+    """Records from any logger, through any handler (here pytest's), have credentials masked: not only the
+    gateway's own handler's output."""
+    import io
+
+    caplog.set_level(logging.DEBUG)
+    stream = io.StringIO()
+    plain = logging.StreamHandler(stream)  # a handler someone adds, with logging's own formatter
+    logging.getLogger().addHandler(plain)
+    try:
+        logging.getLogger("urllib3.connectionpool").warning("retry with Authorization: Bearer %s", "ya29.a0-token-XYZ")
+        logging.getLogger("somewhere.else").error("refresh failed for 1//0refresh-token-abc\nforged line")
+        try:
+            raise RuntimeError("upstream said: invalid token ya29.a0-other-token in request")
+        except RuntimeError:
+            logging.getLogger("werkzeug").exception("while handling a request")
+    finally:
+        logging.getLogger().removeHandler(plain)
+    for text in (caplog.text, stream.getvalue()):
+        assert "ya29.a0-token-XYZ" not in text and "1//0refresh-token-abc" not in text
+        assert "ya29.a0-other-token" not in text and "[redacted]" in text
+        assert "\nforged line" not in text
+    messages = [record.getMessage() for record in caplog.records]
+    assert not any("ya29.a0" in message or "1//0refresh" in message for message in messages)
+
+
 def test_json_log_format_is_one_json_object_per_line_and_redacted() -> None:
     from gateway.logs import RedactingFormatter
 
