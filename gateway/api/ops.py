@@ -11,6 +11,7 @@ from ..accounts.credentials import InvalidGrant, TokenRefreshFailed
 from ..accounts.limits import account_limits, in_parallel, limits_table
 from ..accounts.pool import Account
 from ..errors import InvalidRequest, NotFound
+from ..redact import redact
 from ..runtime import current_gateway
 
 bp = Blueprint("ops", __name__)
@@ -52,10 +53,26 @@ def limits() -> Response:
     if form not in ("json", "table"):
         raise InvalidRequest("format must be json or table", param="format")
     gateway = current_gateway()
-    report = account_limits(gateway.pool, gateway.client)
+    report = _redacted(account_limits(gateway.pool, gateway.client), _secrets())
     if form == "table":
         return Response(limits_table(report), content_type="text/plain; charset=utf-8")
     return jsonify(report)
+
+
+def _secrets() -> tuple[str, ...]:
+    settings = current_gateway().settings
+    return (*settings.api_keys, *((settings.admin_key,) if settings.admin_key else ()))
+
+
+def _redacted(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` with credentials masked in every string: errors quote the upstream and the token endpoint."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {key: _redacted(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item, secrets) for item in value]
+    return value
 
 
 @bp.post("/refresh-token")
@@ -72,16 +89,17 @@ def refresh_token() -> tuple[Response, int]:
         pool.reload_if_changed()
         accounts = list(pool.accounts)
     results: dict[str, dict[str, Any]] = {}
+    secrets = _secrets()
 
     def refresh(account: Account) -> None:
         try:
             account.tokens.force_refresh()
         except InvalidGrant as exc:
-            reason = f"refresh token rejected: {exc}"
+            reason = redact(f"refresh token rejected: {exc}", secrets)
             pool.mark_invalid(account, reason)
             results[account.email] = {"status": "invalid", "error": reason}
         except TokenRefreshFailed as exc:
-            results[account.email] = {"status": "error", "error": str(exc)}
+            results[account.email] = {"status": "error", "error": redact(str(exc), secrets)}
         else:
             pool.clear_invalid(account)
             results[account.email] = {"status": "ok", "expiresAt": account.tokens.expiry_iso}
