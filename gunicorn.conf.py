@@ -86,7 +86,11 @@ def share_metrics_between_workers() -> str:
     """
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
-        os.makedirs(directory, exist_ok=True)
+        from pathlib import Path
+
+        from gateway.security import private_dir
+
+        private_dir(Path(directory))
         for stale in glob.glob(os.path.join(directory, "*.db")):
             os.remove(stale)
     else:
@@ -119,6 +123,12 @@ def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's Arbiter; workers i
     if limit < wanted:
         server.log.warning("open-file limit %d is below the %d that %d worker connections need; raise it "
                            "(ulimit -n) or lower --worker-connections", limit, wanted, server.cfg.worker_connections)
+
+
+def post_fork(server, worker) -> None:  # noqa: ANN001
+    """A worker's files are its user's alone, whatever umask gunicorn was started with: prometheus_client makes
+    its metric files with the umask's mode (the gateway's own files set 0600 themselves)."""
+    os.umask(0o077)
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001

@@ -3,6 +3,9 @@
 Keys are compared in constant time against every configured key (hashed first so lengths match), so
 neither which key matched nor how much of it did leaks through timing.
 
+The files and directories the gateway makes hold credentials and conversations: ``private_dir`` and
+``private_file`` make them the user's alone (0700, 0600) whatever the umask (a service manager may run it with 0).
+
 Without keys the gateway is for local use only: it refuses to listen beyond loopback (unless the operator
 says something in front of it checks callers), and it answers only requests addressed to a loopback name, so
 a web page cannot reach it through DNS rebinding. ``gunicorn.conf.py`` imports this module into gunicorn's
@@ -14,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from .errors import AuthenticationFailed, PermissionDenied
 
@@ -130,3 +135,31 @@ def exposure_error(hosts: Iterable[str | None], api_keys: frozenset[str], allow_
     return (f"refusing to listen on {', '.join(exposed)} without API keys: anyone who can reach it could use "
             "your Google accounts. Set GATEWAY_API_KEYS (or GATEWAY_API_KEYS_FILE), or GATEWAY_ALLOW_NO_AUTH=1 "
             "if something in front of the gateway checks who connects")
+
+
+def private_dir(path: Path) -> None:
+    """Make ``path`` and its missing parents, each 0700 whatever the umask; a directory that exists is left as it
+    is (an operator's)."""
+    missing: list[Path] = []
+    while not path.exists():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:  # another worker made it just now
+            continue
+        os.chmod(directory, 0o700)  # mkdir's mode passes through the umask
+
+
+def private_file(path: Path, flags: int = os.O_RDWR) -> int:
+    """A descriptor on ``path``, which is made 0600 whatever the umask (also when it existed)."""
+    fd = os.open(path, flags | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
