@@ -165,6 +165,9 @@ def test_the_bodies_a_worker_holds_at_once_are_capped_together(gateway) -> None:
     assert anthropic.headers["retry-after"] == "1" and "GATEWAY_BODY_MEMORY_MB" in anthropic.json()["error"]["message"]
     openai = requests.post(f"{gateway.url}/v1/chat/completions", json=OPENAI_ASK, timeout=5)
     assert openai.status_code == 503 and openai.headers["retry-after"] == "1"
+    empty = requests.post(f"{gateway.url}/v1/messages", data=b"", headers={"Content-Type": "application/json"},
+                          timeout=5)
+    assert empty.status_code == 400  # an empty body takes nothing from the budget
     budget.give_back(990)
     answers = [requests.post(f"{gateway.url}{path}", json=body, timeout=5).status_code for path, body in (
         ("/v1/messages", ASK), ("/v1/messages", {**ASK, "model": "nope"}), ("/v1/chat/completions", OPENAI_ASK),

@@ -111,7 +111,8 @@ def read_body() -> bytearray:
     seconds = current_app.extensions["gateway"].settings.body_timeout
     deadline = time.monotonic() + seconds
     stream = request.stream  # a declared length over the limit is a 413 here, before anything is read
-    share = request.content_length or current_app.config["MAX_CONTENT_LENGTH"] or 0
+    declared = request.content_length
+    share = declared if declared is not None else current_app.config["MAX_CONTENT_LENGTH"] or 0
     budget = _budget()
     if not budget.take(share):
         raise Overloaded("the gateway holds as many request bodies as it may at once (GATEWAY_BODY_MEMORY_MB); "
