@@ -115,7 +115,7 @@ def test_client_leaving_a_burst_stream_releases_the_upstream(url: str, fake: Fak
     body = json.dumps({"model": MODEL, "max_tokens": 4096, "stream": True,
                        "messages": [{"role": "user", "content": "a long answer"}]}).encode()
     sock = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=DEADLINE)
-    sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nx-api-key: k\r\n"
+    sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nx-api-key: k\r\n"
                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
     received = b""
     while b"content_block_delta" not in received:

@@ -84,7 +84,7 @@ def test_client_disconnect_releases_the_upstream_under_gunicorn(gunicorn: tuple[
     body = json.dumps({"model": "gemini-3-flash-agent", "max_tokens": 50, "stream": True,
                        "messages": [{"role": "user", "content": "hi"}]}).encode()
     sock = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
-    sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nx-api-key: k\r\n"
+    sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nx-api-key: k\r\n"
                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
     received = b""
     while b"content_block_delta" not in received:

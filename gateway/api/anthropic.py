@@ -48,8 +48,9 @@ def create_message() -> Response | tuple[Response, int]:
         return jsonify({"type": "error", "error": THREAD_NOT_FOUND}), 404
     canonical = load(MESSAGES_SCHEMA, body)
     gateway = current_gateway()
-    g.access.model, g.access.stream = canonical.model, canonical.stream
+    g.access.requested, g.access.stream = canonical.model, canonical.stream
     model = gateway.dispatcher.resolve_model(canonical)
+    g.access.model = model.id  # metric labels take listed ids only, never the client's string
     g.outcome = outcome = Outcome()
     events = gateway.web_search.events(canonical, outcome, model)
     if canonical.stream:

@@ -99,8 +99,9 @@ def chat_completions() -> Response:
     chat = load(json_body())
     canonical = chat.request
     gateway = current_gateway()
-    g.access.model, g.access.stream = canonical.model, canonical.stream
+    g.access.requested, g.access.stream = canonical.model, canonical.stream
     model = gateway.dispatcher.resolve_model(canonical)
+    g.access.model = model.id  # metric labels take listed ids only, never the client's string
     restore_thinking(canonical, gateway.signatures)
     g.outcome = outcome = Outcome()
     events = replayable(gateway.web_search.events(canonical, outcome, model), gateway.signatures, model.signer)
