@@ -11,7 +11,6 @@ if __name__ == "__main__":  # patch before anything imports ssl or socket (see w
 
     monkey.patch_all()
 
-import ipaddress  # noqa: E402
 import logging  # noqa: E402
 import socket  # noqa: E402
 
@@ -27,7 +26,7 @@ from gateway.errors import GatewayError  # noqa: E402
 from gateway.families import REGISTRY  # noqa: E402
 from gateway.metrics import Metrics  # noqa: E402
 from gateway.runtime import Gateway  # noqa: E402
-from gateway.security import KeyChecker  # noqa: E402
+from gateway.security import KeyChecker, exposure_error, loopback_name  # noqa: E402
 
 log = logging.getLogger("gateway")
 
@@ -41,17 +40,14 @@ def error_response(error: GatewayError) -> tuple[Response, int, dict[str, str]]:
     return jsonify(body), status, headers
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def warn_if_exposed(host: str, settings: Settings) -> None:
-    if not settings.api_keys and not _is_loopback(host):
-        log.warning("listening on %s without API keys: anyone who can reach it can use your accounts; "
-                    "set GATEWAY_API_KEYS", host)
+def check_exposure(host: str, settings: Settings) -> None:
+    """Refuse to listen beyond loopback without API keys; warn when GATEWAY_ALLOW_NO_AUTH says it is meant."""
+    problem = exposure_error([host], settings.api_keys, settings.allow_no_auth)
+    if problem:
+        raise SystemExit(f"error: {problem}")
+    if not settings.api_keys and not loopback_name(host):
+        log.warning("listening on %s without API keys (GATEWAY_ALLOW_NO_AUTH): whatever is in front of the "
+                    "gateway must check who connects", host)
 
 
 def create_app(settings: Settings | None = None, *, pool: AccountPool | None = None) -> Flask:
@@ -65,7 +61,8 @@ def create_app(settings: Settings | None = None, *, pool: AccountPool | None = N
     app.extensions["metrics"] = metrics = Metrics()
     app.extensions["gateway"].pool.on_rate_limit = lambda account, model: metrics.rate_limits.labels(
         account.label, model).inc()
-    keys = KeyChecker(settings.api_keys, settings.admin_key)
+    keys = KeyChecker(settings.api_keys, settings.admin_key,
+                      local_only=not (settings.api_keys or settings.allow_no_auth))
     REGISTRY.install(app)
     app.register_blueprint(ops.bp)
 
@@ -137,7 +134,7 @@ def _account(record: logs.AccessRecord, outcome, metrics: Metrics) -> None:  # n
     record.emit(outcome)
     if record.family == "ops":
         return
-    model = record.model or "-"
+    model = record.model or "unknown"  # a resolved id: a client's own string could grow the metrics without bound
     metrics.requests.labels(record.family, model, str(record.status)).inc()
     metrics.latency.labels(record.family).observe(record.elapsed())
     if outcome is not None:
@@ -166,7 +163,7 @@ def main() -> None:
 
     settings = Settings.from_env()
     app = create_app(settings)
-    warn_if_exposed(settings.host, settings)
+    check_exposure(settings.host, settings)
     log.info("serving on http://%s:%d", settings.host, settings.port)
     WSGIServer(listener(settings.host, settings.port), app, log=None).serve_forever()
 

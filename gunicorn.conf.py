@@ -1,18 +1,20 @@
 """gunicorn reads this file from the working directory: what the master sets up before the workers start.
 
-A warning when exposed without API keys (it needs the bind address), the open-file limit the connections need,
-and the directories the workers share (metrics, signature memory). It must not import the gateway, nor
-prometheus_client: the master would import ssl before the gevent workers patch it.
+The refusal to listen beyond loopback without API keys (it needs the bind addresses), the open-file limit the
+connections need, and the directories the workers share (metrics, signature memory). It must not import the
+gateway's modules that reach ssl, nor prometheus_client: the master would import ssl before the gevent workers
+patch it (``gateway.config`` and ``gateway.security`` use the standard library only).
 """
 
 from __future__ import annotations
 
 import glob
-import ipaddress
 import os
 import resource
 import shutil
 import tempfile
+
+from gunicorn.util import parse_address
 
 # Descriptors a held stream needs in its worker: the client's socket and the upstream's.
 FILES_PER_CONNECTION = 2
@@ -20,22 +22,44 @@ FILES_PER_CONNECTION = 2
 _made: list[str] = []
 
 
-def _loopback(host: str) -> bool:
+def bind_hosts(binds: list[str]) -> list[str | None]:
+    """The host of each gunicorn bind address: None for a unix socket, the address itself for an inherited
+    descriptor (``fd://``: nothing says where it listens, so it counts as exposed)."""
+    hosts: list[str | None] = []
+    for bind in binds:
+        address = parse_address(bind)
+        if isinstance(address, tuple):
+            hosts.append(address[0] or "0.0.0.0")
+        elif isinstance(address, int):
+            hosts.append(bind)
+        else:
+            hosts.append(None)
+    return hosts
+
+
+def refuse_if_exposed(server) -> None:  # noqa: ANN001 - gunicorn's Arbiter
+    """Stop before binding when the gateway would be reachable from other machines without API keys."""
+    from gateway.config import ConfigError, Settings
+    from gateway.security import exposure_error, loopback_name
+
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        _halt(server, str(exc))
+    hosts = bind_hosts(server.cfg.bind)
+    problem = exposure_error(hosts, settings.api_keys, settings.allow_no_auth)
+    if problem:
+        _halt(server, problem)
+    if not settings.api_keys and any(host is not None and not loopback_name(host) for host in hosts):
+        server.log.warning("listening on %s without API keys (GATEWAY_ALLOW_NO_AUTH): whatever is in front of "
+                           "the gateway must check who connects", ", ".join(server.cfg.bind))
 
 
-def when_ready(server) -> None:  # noqa: ANN001 - gunicorn's Arbiter
-    """Warn when the gateway is reachable from other machines without API keys."""
-    if os.environ.get("GATEWAY_API_KEYS") or os.environ.get("GATEWAY_API_KEYS_FILE"):
-        return
-    for address in server.cfg.bind:
-        host = address.rsplit(":", 1)[0].strip("[]") if not address.startswith("unix:") else "localhost"
-        if not _loopback(host):
-            server.log.warning("listening on %s without API keys: anyone who can reach it can use your "
-                               "accounts; set GATEWAY_API_KEYS", address)
+def _halt(server, message: str) -> None:  # noqa: ANN001
+    """gunicorn prints a RuntimeError from the master as ``Error: ...`` (on stderr) and exits with status 1."""
+    if server.pidfile is not None:
+        server.pidfile.unlink()
+    raise RuntimeError(message)
 
 
 def raise_open_files_limit(wanted: int) -> int:
@@ -62,7 +86,11 @@ def share_metrics_between_workers() -> str:
     """
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
-        os.makedirs(directory, exist_ok=True)
+        from pathlib import Path
+
+        from gateway.security import private_dir
+
+        private_dir(Path(directory))
         for stale in glob.glob(os.path.join(directory, "*.db")):
             os.remove(stale)
     else:
@@ -87,6 +115,7 @@ def share_memory_between_workers() -> str:
 
 
 def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's Arbiter; workers inherit the master's limits
+    refuse_if_exposed(server)
     share_metrics_between_workers()
     share_memory_between_workers()
     wanted = server.cfg.worker_connections * FILES_PER_CONNECTION + 256
@@ -94,6 +123,12 @@ def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's Arbiter; workers i
     if limit < wanted:
         server.log.warning("open-file limit %d is below the %d that %d worker connections need; raise it "
                            "(ulimit -n) or lower --worker-connections", limit, wanted, server.cfg.worker_connections)
+
+
+def post_fork(server, worker) -> None:  # noqa: ANN001
+    """A worker's files are its user's alone, whatever umask gunicorn was started with: prometheus_client makes
+    its metric files with the umask's mode (the gateway's own files set 0600 themselves)."""
+    os.umask(0o077)
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001

@@ -102,12 +102,15 @@ class Connection:
         return head
 
     def _read_body(self, length: int) -> bytes:
-        while len(self.buffer) < length:
-            data = self.sock.recv(max(65536, length - len(self.buffer)))
+        parts, have = [self.buffer], len(self.buffer)  # joined once: a 32 MB body in 64 KB reads stays linear
+        while have < length:
+            data = self.sock.recv(max(65536, length - have))
             if not data:
                 raise OSError("EOF in body")
-            self.buffer += data
-        body, self.buffer = self.buffer[:length], self.buffer[length:]
+            parts.append(data)
+            have += len(data)
+        buffer = b"".join(parts)
+        body, self.buffer = buffer[:length], buffer[length:]
         return body
 
     def _one(self) -> bool:

@@ -244,6 +244,7 @@ def bodies(workdir: Path) -> dict[str, Path]:
         "messages": {"model": "claude-sonnet-4-6", "max_tokens": 200, "messages": ask},
         "messages_stream": {"model": "claude-sonnet-4-6", "max_tokens": 200, "messages": ask, "stream": True},
         "chat": {"model": "claude-sonnet-4-6", "messages": ask},
+        "chat_stream": {"model": "claude-sonnet-4-6", "messages": ask, "stream": True},
         "upstream": {"project": "bench-project", "model": "claude-sonnet-4-6", "userAgent": "antigravity",
                      "requestId": "agent-bench", "request": {"contents": [{"role": "user", "parts": [{"text": "Hello"}]}],
                                                              "generationConfig": {"maxOutputTokens": 200}}},

@@ -7,6 +7,9 @@ at the same moment. This client uses raw sockets so that it costs little per con
   response byte (the gateway sends nothing before the first upstream event, so this is when an answer starts).
 * ``hold URL BODY_FILE -c C --pids P...``: open C streams (ramped), and sample the summed RSS of the given
   processes while they are open; report the most streams held at once and the RSS they added.
+* ``relay URL BODY_FILE -c C -n N``: C clients, each reading N whole streams one after the other; how many
+  completed, so that the CPU the gateway spent on them can be divided by exactly what it relayed (wrk cuts
+  off the streams in flight when its time is up).
 
 Both print one JSON object. Loopback only: the URL must point at 127.0.0.0/8.
 """
@@ -26,6 +29,7 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
 
 import gevent  # noqa: E402
@@ -160,6 +164,37 @@ def hold(url: str, body: bytes, count: int, pids: list[int], ramp: float, timeou
             "timeline": timeline[::4]}  # every 2 s: (seconds, open, held, done, rss_kb)
 
 
+def relay(url: str, body: bytes, clients: int, each: int, timeout: float) -> dict[str, Any]:
+    """``clients`` clients reading ``each`` streams in a row; a stream that does not end within ``timeout``
+    seconds counts as failed and stops its client (keep-alive pings would hold a hung stream open forever)."""
+    host, port, path = target(url)
+    payload = request_bytes(host, port, path, body)
+    state = Hold()
+
+    def client() -> None:
+        for _ in range(each):
+            try:
+                with gevent.Timeout(timeout), socket.create_connection((host, port)) as sock:
+                    sock.sendall(payload)
+                    first = sock.recv(65536)
+                    if not first.startswith(b"HTTP/1.1 200"):
+                        raise OSError(f"status {first[:12]!r}")
+                    tail = read_to_end(sock, first)
+                    if b"message_stop" not in tail and b"[DONE]" not in tail:
+                        raise OSError("cut short")
+                state.done += 1
+            except (OSError, gevent.Timeout) as exc:
+                state.failed += 1
+                name = str(exc) if str(exc).startswith(("status", "cut")) else type(exc).__name__
+                state.errors[name] = state.errors.get(name, 0) + 1
+                return
+
+    started = time.monotonic()
+    gevent.joinall([gevent.spawn(client) for _ in range(clients)])
+    return {"requested": clients * each, "done": state.done, "failed": state.failed, "errors": state.errors,
+            "elapsed_s": round(time.monotonic() - started, 2)}
+
+
 def raise_nofile() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
@@ -170,10 +205,11 @@ def raise_nofile() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Time to first byte, and concurrent slow streams.")
-    parser.add_argument("mode", choices=["ttfb", "hold"])
+    parser.add_argument("mode", choices=["ttfb", "hold", "relay"])
     parser.add_argument("url")
     parser.add_argument("body", type=Path)
     parser.add_argument("-n", "-c", "--count", type=int, default=200)
+    parser.add_argument("--each", type=int, default=4, help="streams per client, one after the other (relay)")
     parser.add_argument("--pids", type=int, nargs="*", default=[])
     parser.add_argument("--ramp", type=float, default=500.0, help="new streams per second (hold)")
     parser.add_argument("--timeout", type=float, default=120.0)
@@ -182,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     body = args.body.read_bytes()
     if args.mode == "ttfb":
         print(json.dumps(ttfb(args.url, body, args.count)))
+    elif args.mode == "relay":
+        print(json.dumps(relay(args.url, body, args.count, args.each, args.timeout)))
     else:
         print(json.dumps(hold(args.url, body, args.count, args.pids, args.ramp, args.timeout)))
 

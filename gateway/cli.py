@@ -128,7 +128,7 @@ def _authorize_in_browser(
     settings: config.Settings, login_hint: str | None, timeout: float
 ) -> tuple[oauth.Authorization, str]:
     with oauth.LoopbackReceiver(settings.oauth_redirect_port) as receiver:
-        auth = oauth.start(settings, receiver.redirect_uri, login_hint)
+        auth = receiver.authorize(settings, login_hint)
         _say(f"Opening the browser to sign in with Google. If it does not open, visit:\n\n{auth.url}\n")
         webbrowser.open(auth.url)
         _say(f"Waiting for the browser to come back to {receiver.redirect_uri} ...")

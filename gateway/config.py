@@ -121,6 +121,10 @@ def _switch(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raise ConfigError(f"{name} must be on or off, got {raw!r}")
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) -> str:
     value = (env.get(name) or default).lower()
     if value not in allowed:
@@ -169,11 +173,20 @@ class Settings:
     # Remote image URLs are fetched by the gateway; loopback/private targets only when allowed (tests).
     allow_private_image_urls: bool = False
     max_image_bytes: int = 20 * 1024 * 1024
+    # Per request: images given by URL, the bytes they may make together, and the time one fetch may take.
+    max_image_urls: int = 16
+    max_image_url_bytes: int = 32 * 1024 * 1024
+    image_fetch_timeout: float = 30.0
     # Access control: empty means any key (or none) is accepted.
     api_keys: frozenset[str] = frozenset()
     admin_key: str | None = None
+    # Listening beyond loopback without API keys, on purpose (something in front checks callers).
+    allow_no_auth: bool = False
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 32 * 1024 * 1024
+    # Time a request body may take to arrive, in all; and the bytes of bodies one worker holds at once.
+    body_timeout: float = 60.0
+    body_memory_bytes: int = 2048 * 1024 * 1024
     # Seconds of upstream silence after which a streaming client gets a keep-alive ping.
     ping_interval: float = 10.0
     log_format: str = "text"
@@ -226,11 +239,17 @@ class Settings:
             read_timeout=_float(env, "GATEWAY_READ_TIMEOUT", 300.0),
             empty_retries=_int(env, "GATEWAY_EMPTY_RETRIES", 2),
             model_aliases=_aliases(env.get("GATEWAY_MODEL_ALIASES", "")),
-            allow_private_image_urls=env.get("GATEWAY_ALLOW_PRIVATE_IMAGE_URLS", "") in {"1", "true", "yes"},
+            allow_private_image_urls=_flag(env, "GATEWAY_ALLOW_PRIVATE_IMAGE_URLS"),
+            max_image_urls=_int(env, "GATEWAY_MAX_IMAGE_URLS", 16),
+            max_image_url_bytes=int(_float(env, "GATEWAY_MAX_IMAGE_URL_MB", 32) * 1024 * 1024),
+            image_fetch_timeout=_float(env, "GATEWAY_IMAGE_FETCH_TIMEOUT_SECONDS", 30.0),
             api_keys=_api_keys(env),
             admin_key=env.get("GATEWAY_ADMIN_KEY") or None,
+            allow_no_auth=_flag(env, "GATEWAY_ALLOW_NO_AUTH"),
             cors_origins=tuple(o.strip() for o in env.get("GATEWAY_CORS_ORIGINS", "").split(",") if o.strip()),
             max_body_bytes=int(_float(env, "GATEWAY_MAX_BODY_MB", 32) * 1024 * 1024),
+            body_timeout=_float(env, "GATEWAY_BODY_TIMEOUT_SECONDS", 60.0),
+            body_memory_bytes=int(_float(env, "GATEWAY_BODY_MEMORY_MB", 2048) * 1024 * 1024),
             ping_interval=_float(env, "GATEWAY_PING_INTERVAL", 10.0),
             log_format=_choice(env, "GATEWAY_LOG_FORMAT", "text", {"text", "json"}),
             account_strategy=_choice(env, "GATEWAY_ACCOUNT_STRATEGY", "hybrid", ACCOUNT_STRATEGIES),

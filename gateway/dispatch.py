@@ -12,15 +12,16 @@ import logging
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from .accounts import credits
 from .accounts.credentials import InvalidGrant, TokenRefreshFailed
 from .accounts.pool import Account, AccountPool
 from .accounts.refusals import note_refusal
-from .catalog import ANTHROPIC, Catalog, ModelInfo
+from .catalog import Catalog, ModelInfo
 from .config import Settings
-from .core.events import CONTENT_EVENTS, Event, Finish, KeepAlive, SignatureDelta, TextDelta, ToolCallEvent, Usage
+from .core.events import CONTENT_EVENTS, Event, KeepAlive, Usage
 from .core.request import Request
 from .errors import (
     AuthenticationFailed,
@@ -34,15 +35,15 @@ from .errors import (
     UpstreamError,
 )
 from .media import resolve_remote_images
-from .translate.cloudcode import ResponseParser, build_request, count_tokens_body, session_id
+from .translate.cloudcode import count_tokens_body
 from .translate.signatures import SignatureRegistry
 from .upstream.client import CloudCodeClient, UpstreamStream
+from .engine.lane import CanonicalLane, Lane, Reader
 from .engine.policy import Attempts, Failure, RetryPolicy
 from .upstream.errors import ClientVersionRefused, UpstreamConnectionError, UpstreamHTTPError
 
 log = logging.getLogger(__name__)
 
-NO_RESPONSE_TEXT = "[No response after retries - please try again]"
 # A 429 with no usable delay keeps the account off that model this long.
 DEFAULT_COOLDOWN = 60.0
 # Names the model that answered when GATEWAY_MODEL_FALLBACK replaced the one asked for.
@@ -128,75 +129,86 @@ class Dispatcher:
         for a rate-limited account it yields KeepAlive events (never content).
         """
         outcome = outcome or Outcome()
-        outcome.requested = request.model
         model = model or self.resolve_model(request)
         resolve_remote_images(request, self.settings)
+        lane_for = partial(CanonicalLane, request, signatures=self.signatures)
+        relay = yield from self.begin(lane_for, model, outcome, name=request.model, searching=request.grounded)
+        # The answer has started and nothing re-sends the request now: let its conversation go (a Claude Code
+        # request holds several hundred KB of text) while the rest of a long stream is relayed.
+        del request, lane_for
+        yield from relay
+
+    def begin(
+        self, lane_for: Callable[[ModelInfo], Lane], model: ModelInfo, outcome: Outcome, *, name: str,
+        searching: bool = False,
+    ) -> Generator[Any, None, Iterator[Any]]:
+        """Attempts with the lane for ``model`` until one produces content; returns the relay of the rest.
+
+        Any lane: canonical events or a passthrough's chunks. Before the answer starts it yields only KeepAlive
+        events. A model every account says does not exist is looked up again in a fresh listing (Google renames
+        models); one every account is out of quota for may be answered by its GATEWAY_MODEL_FALLBACK pair.
+        """
+        outcome.requested = name
         try:
             try:
-                relay = yield from self._begin(request, model, outcome)
+                return (yield from self._attempts(lane_for(model), outcome))
             except NotFound:
-                # Every account said the model does not exist: Google may have renamed it. Follow the new
-                # listing, and try again if the name now resolves to another model.
-                renamed = self._renamed(request, model)
+                renamed = self._renamed(name, model)
                 if renamed is None:
                     raise
-                log.warning("%s is gone upstream; %s now resolves to %s", model.id, request.model, renamed.id)
+                log.warning("%s is gone upstream; %s now resolves to %s", model.id, name, renamed.id)
                 model = renamed
-                relay = yield from self._begin(request, model, outcome)
+                return (yield from self._attempts(lane_for(model), outcome))
         except RateLimited:
             # Only raised before any content: _relay turns every failure into UpstreamError.
-            fallback = self._fallback(request, model)
+            fallback = self._fallback(model, searching)
             if fallback is None:
                 raise
             log.warning("every account is out of quota for %s, answering with %s", model.id, fallback.id)
             outcome.fallback_from = model.id
-            relay = yield from self._begin(request, fallback, outcome)
-        # The answer has started and nothing re-sends the request now: let its conversation go (a Claude Code
-        # request holds several hundred KB of text) while the rest of a long stream is relayed.
-        del request
-        yield from relay
+            return (yield from self._attempts(lane_for(fallback), outcome))
 
-    def _renamed(self, request: Request, model: ModelInfo) -> ModelInfo | None:
+    def _renamed(self, name: str, model: ModelInfo) -> ModelInfo | None:
         if not self.models_changed():
             return None
         try:
-            renamed = self.catalog.resolve(request.model, thinking=request.thinking is not None)
+            renamed = self.catalog.resolve(name)
         except NotFound:
             return None
         return renamed if renamed.id != model.id else None
 
-    def _fallback(self, request: Request, model: ModelInfo) -> ModelInfo | None:
+    def _fallback(self, model: ModelInfo, searching: bool) -> ModelInfo | None:
         """The GATEWAY_MODEL_FALLBACK pair for ``model``: a pair's names resolve as client names do, and a
         line name (``claude-opus``, ``gemini-flash``) stands for every model of that line."""
         for source, target in self.settings.model_fallbacks.items():
             if not self.catalog.names(source, model):
                 continue
             try:
-                fallback = self.catalog.resolve(target, thinking=request.thinking is not None)
+                fallback = self.catalog.resolve(target)
             except NotFound:
                 log.warning("GATEWAY_MODEL_FALLBACK names %s, which is not a model the upstream lists", target)
                 return None
-            if request.grounded and fallback.id not in self.catalog.search_models:
+            if searching and fallback.id not in self.catalog.search_models:
                 return None  # the upstream refuses a search on a model that cannot search
             return fallback if fallback.id != model.id else None
         return None
 
-    def _begin(self, request: Request, model: ModelInfo, outcome: Outcome) -> Generator[Event, None, Iterator[Event]]:
-        """Attempts on ``model`` until one produces content; returns the relay of the rest of that answer.
+    def _attempts(self, lane: Lane, outcome: Outcome) -> Generator[Any, None, Iterator[Any]]:
+        """Attempts on the lane's model until one produces content; returns the relay of the rest of that answer.
 
         Yields only KeepAlive events (while waiting for an account or backing off), so everything before
         the returned relay can still be retried.
         """
+        model = lane.model
         outcome.model = model.id
         budget = self.policy.begin()
-        session = session_id(request)
         while True:
-            account = yield from self._acquire(model, session, budget)
+            account = yield from self._acquire(model, lane.session, budget)
             outcome.account = account.label
             outcome.attempts += 1
             failure: _Failed | None = None
             try:
-                started = self._start(account, request, model, outcome)
+                started = self._start(account, lane, outcome)
             except _Failed as exc:
                 failure = exc
             if failure is not None:
@@ -207,23 +219,24 @@ class Dispatcher:
                     log.warning("empty upstream answer from %s, retrying", account.label)
                     time.sleep(self.settings.empty_retry_delay)
                     continue
-                return iter([TextDelta(NO_RESPONSE_TEXT), Finish(reason="end_turn", usage=Usage())])
-            return self._relay(*started, model, outcome)
+                return iter(lane.nothing())
+            return self._relay(*started, outcome)
 
     def _start(
-        self, account: Account, request: Request, model: ModelInfo, outcome: Outcome
-    ) -> tuple[UpstreamStream, Iterator[dict[str, Any]], ResponseParser, list[Event]] | None:
+        self, account: Account, lane: Lane, outcome: Outcome
+    ) -> tuple[UpstreamStream, Iterator[dict[str, Any]], Reader, list[Any]] | None:
         """Open the stream and read up to its first content (held back, so the attempt can still be
         retried); None when the answer ended without any."""
-        stream, parser = self._open(account, request, model)
+        stream = self._open(account, lane)
+        reader = lane.reader()
         outcome.upstream = stream
-        buffered: list[Event] = []
+        buffered: list[Any] = []
         chunks = iter(stream)
         try:
             for chunk in chunks:
-                buffered.extend(self._observe(parser.feed(chunk), model))
-                if parser.saw_content:
-                    return stream, chunks, parser, buffered
+                buffered.extend(reader.feed(chunk))
+                if reader.saw_content:
+                    return stream, chunks, reader, buffered
         except UpstreamConnectionError as exc:
             stream.close()
             log.warning("upstream stream from %s broke before content: %s", account.label, exc)
@@ -277,16 +290,14 @@ class Dispatcher:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _open(self, account: Account, request: Request, model: ModelInfo) -> tuple[UpstreamStream, ResponseParser]:
+    def _open(self, account: Account, lane: Lane) -> UpstreamStream:
+        model = lane.model
         try:
             project, discovered = self.client.discover_project(account)
             if discovered:
                 self.pool.save(account, {"projectId": project})
-            translation = build_request(request, model, project=project, signatures=self.signatures)
-            headers = {}
-            if model.vendor == ANTHROPIC and translation.thinking:
-                headers["anthropic-beta"] = "interleaved-thinking-2025-05-14"
-            stream = credits.open_stream(self.client, account, model.id, translation.body, headers,
+            body, headers = lane.prepare(project)
+            stream = credits.open_stream(self.client, account, model.id, body, headers,
                                          enabled=self.settings.ai_credits, now=time.time())
         except InvalidGrant as exc:
             self.pool.mark_invalid(account, f"refresh token rejected: {exc}")
@@ -314,39 +325,23 @@ class Dispatcher:
                 note_refusal(self.pool, account, exc)  # verification wanted, or a ban: out of rotation
                 raise _Failed(error, Failure.BROKEN) from None
             raise error from None
-        return stream, ResponseParser(translation.tool_names)
+        return stream
 
     def _relay(
-        self,
-        stream: UpstreamStream,
-        chunks: Iterator[dict[str, Any]],
-        parser: ResponseParser,
-        buffered: list[Event],
-        model: ModelInfo,
+        self, stream: UpstreamStream, chunks: Iterator[dict[str, Any]], reader: Reader, buffered: list[Any],
         outcome: Outcome,
-    ) -> Iterator[Event]:
+    ) -> Iterator[Any]:
         try:
             yield from buffered
             for chunk in chunks:
-                yield from self._observe(parser.feed(chunk), model)
-            finish = parser.finish()
-            outcome.usage = finish.usage
-            yield finish
+                yield from reader.feed(chunk)
+            ending = reader.finish()
+            outcome.usage = reader.usage
+            yield from ending
         except UpstreamConnectionError:
             raise UpstreamError("the upstream connection broke in the middle of the answer") from None
         finally:
             stream.close()
-
-    def _observe(self, events: list[Event], model: ModelInfo) -> list[Event]:
-        """Remember the family of every signature that passes, for later replays."""
-        for event in events:
-            if model.signer is None:
-                continue
-            if isinstance(event, SignatureDelta):
-                self.signatures.remember(event.signature, model.signer)
-            elif isinstance(event, ToolCallEvent) and event.signature:
-                self.signatures.remember_tool_call(event.id, event.signature, model.signer)
-        return events
 
 
 def _gateway_error(exc: UpstreamHTTPError, model: str) -> GatewayError:

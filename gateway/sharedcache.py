@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from .security import private_dir, private_file
+
 V = TypeVar("V")
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,10 @@ class SharedTTLCache(Generic[V]):
     def _db(self) -> sqlite3.Connection:
         """This process's connection: opened on first use, again after a fork (a connection must not cross one)."""
         if self._connection is None or self._pid != os.getpid():
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # it holds reasoning text
+            # It holds reasoning text: the directory 0700, the file 0600, whatever the umask. SQLite makes a new
+            # file 0644 itself, and gives the -wal and -shm files the mode of the database file.
+            private_dir(self.path.parent)
+            os.close(private_file(self.path))
             db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=OFF")

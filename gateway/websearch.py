@@ -50,7 +50,8 @@ from .core.request import (
     ToolResult,
     WebSearchOptions,
 )
-from .dispatch import NO_RESPONSE_TEXT, Dispatcher, Outcome
+from .dispatch import Dispatcher, Outcome
+from .engine.lane import NO_RESPONSE_TEXT
 from .errors import GatewayError, NotFound, RateLimited
 from .translate.grounding import cited_spans, findings_text
 

@@ -193,7 +193,7 @@ def _missing_redis(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory) -> Iterator[str]:
+def redis_server(tmp_path_factory) -> Iterator[str]:
     """GATEWAY_TEST_REDIS_URL, else the machine's Redis at 127.0.0.1:6379, else a redis-server started here."""
     import os
 
@@ -210,12 +210,36 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_url(redis_server: str) -> Iterator[str]:
+    """A database of that Redis no other test run is using (runs on one machine must not empty each other's)."""
+    import os
+
+    import redis
+
+    base = redis_server.rsplit("/", 1)[0]
+    for number in range(1, 16):
+        url = f"{base}/{number}"
+        client = redis.Redis.from_url(url)
+        if client.set("gateway-tests:owner", os.getpid(), nx=True, ex=3600):
+            try:
+                yield url
+            finally:
+                client.delete("gateway-tests:owner")
+            return
+    pytest.fail("every Redis database is taken by another test run")
+
+
 @pytest.fixture
 def redis_db(redis_url: str) -> str:
     """The test Redis, emptied: the URL to give the gateway."""
+    import os
+
     import redis
 
-    redis.Redis.from_url(redis_url).flushdb()
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.set("gateway-tests:owner", os.getpid(), ex=3600)
     return redis_url
 
 

@@ -363,6 +363,9 @@ class Reply:
     ``drop_after``/``stall_after`` N events, ``crlf``, ``split_writes`` and
     ``no_final_newline``. ``Reply.text`` and ``Reply.error`` are constructors;
     on an instance, ``reply.text`` is the answer text.
+
+    ``burst`` writes all events at once (with ``stall_after``: the events
+    before it in one write, then the pause, then the rest in another).
     """
 
     def __init__(
@@ -373,6 +376,7 @@ class Reply:
         split_writes: bool = False, no_final_newline: bool = False,
         raw_chunks: list[dict[str, Any]] | None = None, failure: _Failure | None = None,
         is_empty: bool = False, block_reason: str | None = None, grounding: dict[str, Any] | None = None,
+        burst: bool = False,
     ) -> None:
         self.text = text
         self.thinking = thinking
@@ -392,6 +396,7 @@ class Reply:
         self.block_reason = block_reason
         # ``groundingMetadata`` for the answer of a search call (see ``Reply.grounded``).
         self.grounding = grounding
+        self.burst = burst
 
     @classmethod
     def text(cls, text: str, chunks: int = 3, **options: Any) -> Reply:  # type: ignore[override]
@@ -1568,6 +1573,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.fake._streams(-1)
 
     def _pump(self, frames: list[bytes], reply: Reply) -> None:
+        if reply.burst:
+            return self._burst(frames, reply)
         for k, frame in enumerate(frames):
             if reply.drop_after is not None and k >= reply.drop_after:
                 break
@@ -1580,6 +1587,15 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.drop_after is not None:
             return self._abort()
         self._chunk(b"")
+
+    def _burst(self, frames: list[bytes], reply: Reply) -> None:
+        """Many events in one write, each its own HTTP chunk: a fast model's long
+        answer that the gateway receives in a few reads."""
+        cut = len(frames) if reply.stall_after is None else min(reply.stall_after, len(frames))
+        self.wfile.write(b"".join(b"%X\r\n%s\r\n" % (len(frame), frame) for frame in frames[:cut]))
+        if cut < len(frames) and not self._stall(reply.stall_seconds):
+            return
+        self.wfile.write(b"".join(b"%X\r\n%s\r\n" % (len(frame), frame) for frame in frames[cut:]) + b"0\r\n\r\n")
 
     def _write_frame(self, frame: bytes, split: bool) -> None:
         """With ``split``, one event goes out in three HTTP chunks: mid-JSON and just

@@ -119,3 +119,39 @@ def test_refresh_token_reports_and_clears_invalid_accounts(fake, trio_file) -> N
         assert requests.get(f"{url}/health", timeout=5).json()["activeAccounts"] == 3
     alice = saved_accounts(trio_file, lambda data: data["accounts"][0]["isInvalid"] is False)["accounts"][0]
     assert alice["isInvalid"] is False and alice["invalidReason"] is None
+
+
+def test_error_texts_are_redacted_in_account_limits_and_refresh_token(fake, accounts_file, monkeypatch) -> None:
+    """Errors quote the upstream and the token endpoint, which may echo a token or a key back."""
+    import requests
+
+    from gateway.accounts.credentials import InvalidGrant, TokenRefreshFailed
+    from gateway.upstream.errors import UpstreamHTTPError
+    from tests.conftest import REFRESH_TOKEN, gateway_settings, serve
+
+    key = "sk-client-key-123456"
+    url, app, server = serve(gateway_settings(fake, accounts_file, api_keys=frozenset({key})))
+    gateway = app.extensions["gateway"]
+    echoed = f"token ya29.a0-access-XYZ, refresh {REFRESH_TOKEN}, key {key}, Bearer abc.def"
+
+    def failing_listing(account):  # noqa: ANN001, ANN202
+        raise UpstreamHTTPError(400, '{"error": {"message": "%s"}}' % echoed)
+
+    monkeypatch.setattr(gateway.client, "fetch_available_models", failing_listing)
+    account = gateway.pool.accounts[0]
+    try:
+        headers = {"x-api-key": key}
+        texts = [requests.get(f"{url}/account-limits", headers=headers, timeout=10).text,
+                 requests.get(f"{url}/account-limits?format=table", headers=headers, timeout=10).text]
+        monkeypatch.setattr(account.tokens, "force_refresh", lambda: (_ for _ in ()).throw(TokenRefreshFailed(echoed)))
+        texts.append(requests.post(f"{url}/refresh-token", headers=headers, timeout=10).text)
+        monkeypatch.setattr(account.tokens, "force_refresh", lambda: (_ for _ in ()).throw(InvalidGrant(echoed)))
+        texts.append(requests.post(f"{url}/refresh-token", headers=headers, timeout=10).text)
+        texts.append(requests.get(f"{url}/account-limits", headers=headers, timeout=10).text)  # the invalid mark
+    finally:
+        server.shutdown()
+    for text in texts:
+        assert "[redacted]" in text, text
+        for secret in ("ya29.a0-access-XYZ", REFRESH_TOKEN, key, "abc.def"):
+            assert secret not in text, text
+    assert REFRESH_TOKEN not in accounts_file.read_text().replace(f'"refreshToken": "{REFRESH_TOKEN}"', "")

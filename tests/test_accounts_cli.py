@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import pytest
 import requests
 
 from tests.conftest import REFRESH_TOKEN
@@ -202,3 +203,95 @@ def test_verify_clears_the_mark_of_a_working_account(fake, trio_file) -> None:
     result = cli(fake, trio_file, "verify")
     assert result.returncode == 0 and result.stdout.count("OK    ") == 3
     assert entries(trio_file)["alice@example.com"]["isInvalid"] is False
+
+
+# -- the loopback listener of `accounts add` ------------------------------------------------------------------
+
+
+def _receiver_settings():  # noqa: ANN202
+    from gateway.config import Settings
+
+    return Settings(oauth_auth_url="https://accounts.example/auth")
+
+
+def test_the_listener_ignores_answers_of_other_attempts_and_keeps_waiting() -> None:
+    """Any local program or web page can send the browser to the listener: a wrong state must not end the
+    sign-in (it did: the first request of any kind aborted it)."""
+    import threading
+
+    from gateway.accounts import oauth
+
+    with oauth.LoopbackReceiver(0) as receiver:
+        auth = receiver.authorize(_receiver_settings())
+        callback = f"http://127.0.0.1:{receiver.port}/oauth-callback"
+        result: list[str] = []
+        waiter = threading.Thread(target=lambda: result.append(receiver.wait(auth.state, 10)))
+        waiter.start()
+        for forged in ({"state": "0" * 32, "code": "4/forged"}, {"code": "4/no-state"},
+                       {"state": "0" * 32, "error": "access_denied"}):
+            page = requests.get(callback, params=forged, timeout=5)
+            assert page.status_code == 400 and "ignored" in page.text
+        assert waiter.is_alive() and not result
+        page = requests.get(callback, params={"state": auth.state, "code": "4/the-real-code"}, timeout=5)
+        assert page.status_code == 200
+        waiter.join(5)
+    assert result == ["4/the-real-code"]
+
+
+def test_the_listener_escapes_what_it_shows() -> None:
+    """Google's (or a forger's) error text goes into the page as text, and into the terminal without its
+    control characters."""
+    from gateway.accounts import oauth
+
+    with oauth.LoopbackReceiver(0) as receiver:
+        auth = receiver.authorize(_receiver_settings())
+        error = "<script>alert(1)</script>\x1b[2J\r\nforged"
+        page = requests.get(f"http://127.0.0.1:{receiver.port}/oauth-callback",
+                            params={"state": auth.state, "error": error}, timeout=5)
+        assert page.status_code == 400
+        assert "<script>" not in page.text and "&lt;script&gt;" in page.text
+        with pytest.raises(oauth.OAuthError) as raised:
+            receiver.wait(auth.state, 5)
+        message = str(raised.value)
+        assert "\x1b" not in message and "\n" not in message and "\\x1b[2J\\r\\nforged" in message
+
+
+def test_a_silent_connection_does_not_hold_up_the_listener(monkeypatch) -> None:
+    import socket
+
+    from gateway.accounts import oauth
+
+    monkeypatch.setattr(oauth._CallbackHandler, "timeout", 0.5)
+    with oauth.LoopbackReceiver(0) as receiver:
+        auth = receiver.authorize(_receiver_settings())
+        silent = socket.create_connection(("127.0.0.1", receiver.port))
+        try:
+            page = requests.get(f"http://127.0.0.1:{receiver.port}/oauth-callback",
+                                params={"state": auth.state, "code": "4/code"}, timeout=3)
+            assert page.status_code == 200
+            assert receiver.wait(auth.state, 1) == "4/code"
+            silent.settimeout(3)
+            assert silent.recv(1) == b""  # dropped after the idle timeout
+        finally:
+            silent.close()
+
+
+def test_the_listener_answers_on_both_loopback_addresses() -> None:
+    """``localhost`` is ::1 to some browsers and 127.0.0.1 to others."""
+    import socket
+
+    from gateway.accounts import oauth
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    with oauth.LoopbackReceiver(0) as receiver:
+        auth = receiver.authorize(_receiver_settings())
+        for host in ("127.0.0.1", "[::1]"):
+            page = requests.get(f"http://{host}:{receiver.port}/elsewhere", timeout=5)
+            assert page.status_code == 404
+        page = requests.get(f"http://[::1]:{receiver.port}/oauth-callback",
+                            params={"state": auth.state, "code": "4/over-ipv6"}, timeout=5)
+        assert page.status_code == 200 and receiver.wait(auth.state, 1) == "4/over-ipv6"

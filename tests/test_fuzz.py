@@ -1,19 +1,23 @@
-"""Thousands of generated bodies, valid and not, thrown at both API families.
+"""Thousands of generated bodies, valid and not, thrown at every API family.
 
 Whatever arrives, the answer is never a 5xx, and every error has the family's shape. The gateway runs
-in Flask's test client here (the fake upstream is still a real server), so the examples are cheap.
+in Flask's test client here (the fake upstream is still a real server), so the examples are cheap. Each family
+is one entry of FAMILIES: its path, its generated bodies, a body that reaches the upstream (crafted values are
+put anywhere into copies of it: deep nesting, lone surrogates) and the check of its answer's shape.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import create_app
-from gateway.families import REGISTRY
 from tests.conftest import REFRESH_TOKEN, gateway_settings, write_accounts
 from tests.fake_cloudcode import FakeCloudCode
 
@@ -141,48 +145,130 @@ def app(tmp_path_factory):
     fake.stop()
 
 
-def _check(response, family: str) -> None:
+def check_anthropic(body: dict) -> bool:
+    return body.get("type") == "error" and set(body["error"]) >= {"type", "message"}
+
+
+def check_openai(body: dict) -> bool:
+    return set(body.get("error") or ()) >= {"message", "type", "param", "code"}
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    path: str
+    bodies: st.SearchStrategy
+    served: dict[str, Any]  # a body the upstream answers: crafted values go anywhere into copies of it
+    is_error: Callable[[dict], bool]  # an error body in the family's shape
+    answer_field: tuple[str, str]  # a field and its value in a successful (non-stream) answer
+
+
+FAMILIES = [
+    Family("anthropic", "/v1/messages", anthropic_body, {
+        "model": "claude-sonnet-4-6", "max_tokens": 100, "metadata": {"user_id": "u"},
+        "system": [{"type": "text", "text": "be brief"}],
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+        "messages": [{"role": "user", "content": "weather?"},
+                     {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                                        "input": {"city": "Oslo"}}]},
+                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "snow"}]}],
+    }, check_anthropic, ("type", "message")),
+    Family("openai", "/v1/chat/completions", openai_body, {
+        "model": "gemini-3-flash-agent", "max_completion_tokens": 100, "user": "u",
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
+                                                                                   "properties": {"a": {"type": "string"}}}}}],
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "call f"},
+                     {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function",
+                                                           "function": {"name": "f", "arguments": '{"a": "x"}'}}]},
+                     {"role": "tool", "tool_call_id": "call_1", "content": "done"}],
+    }, check_openai, ("object", "chat.completion")),
+    Family("responses", "/v1/responses", responses_body, {
+        "model": "claude-opus-4-6-thinking", "max_output_tokens": 100, "instructions": "be brief", "store": False,
+        "reasoning": {"effort": "low", "summary": "auto"}, "include": ["reasoning.encrypted_content"],
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object",
+                                                                   "properties": {"a": {"type": "string"}}}},
+                  {"type": "custom", "name": "apply_patch", "format": {"type": "grammar", "syntax": "lark",
+                                                                       "definition": "start: /.+/"}}],
+        "input": [{"role": "developer", "content": "be brief"}, {"role": "user", "content": "call f"},
+                  {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": '{"a": "x"}'},
+                  {"type": "function_call_output", "call_id": "call_1", "output": "done"}],
+    }, check_openai, ("object", "response")),
+]
+BY_PATH = {family.path: family for family in FAMILIES}
+
+
+def _check(response, family: Family) -> None:
     assert response.status_code < 500, response.get_data(as_text=True)[:500]
     data = response.get_data(as_text=True)
     if response.status_code >= 400:
-        body = json.loads(data)
-        if family == "anthropic":
-            assert body["type"] == "error" and set(body["error"]) >= {"type", "message"}
-        else:
-            assert set(body["error"]) >= {"message", "type", "param", "code"}
+        assert family.is_error(json.loads(data)), data[:500]
     elif response.mimetype == "text/event-stream":
         assert data.startswith(("event: ", "data: ", ":"))
     else:
-        body = json.loads(data)
-        expected = {"anthropic": ("type", "message"), "openai": ("object", "chat.completion"),
-                    "responses": ("object", "response")}[family]
-        assert body.get(expected[0]) == expected[1]
+        field, value = family.answer_field
+        assert json.loads(data).get(field) == value, data[:500]
 
 
 FUZZ = settings(max_examples=1200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
 
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda family: family.name)
 @FUZZ
-@given(body=st.one_of(anthropic_body, json_values))
-def test_anthropic_family_never_5xx(app, body) -> None:
-    _check(app.test_client().post("/v1/messages", json=body), "anthropic")
+@given(data=st.data())
+def test_generated_bodies_never_5xx(app, family, data) -> None:
+    body = data.draw(st.one_of(family.bodies, json_values))
+    _check(app.test_client().post(family.path, json=body), family)
 
 
-@FUZZ
-@given(body=st.one_of(openai_body, json_values))
-def test_openai_family_never_5xx(app, body) -> None:
-    _check(app.test_client().post("/v1/chat/completions", json=body), "openai")
+# -- crafted values: what the json module reads but nothing downstream can take ------------------------------------
+
+SENTINEL = "\u0000crafted\u0000"
+DEEP = st.tuples(st.sampled_from(["[", '{"a":']), st.sampled_from([255, 300, 999, 1000, 5000, 100_000]))
+SURROGATES = st.sampled_from(["\ud800", "\udfff", "x\udc00", "\ud83d", "\ude00\ud83d", "ok \ud800 ok"])
 
 
+def _slots(value: Any, depth: int = 0) -> Iterator[tuple[Any, Any]]:
+    """Every (container, key) of a JSON value, the places a crafted value can go."""
+    if depth > 8:
+        return
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        yield value, key
+        yield from _slots(item, depth + 1)
+
+
+def _with_crafted(body: dict, data) -> tuple[bytes, str]:  # noqa: ANN001 - hypothesis's data object
+    """The body as JSON text with one crafted value in it, and which kind of value that is."""
+    body = json.loads(json.dumps(body))
+    container, key = data.draw(st.sampled_from(list(_slots(body))))
+    kind = data.draw(st.sampled_from(["deep", "surrogate", "surrogate key"]))
+    if kind == "surrogate key" and isinstance(container, dict):
+        container[data.draw(SURROGATES)] = container.pop(key)
+        return json.dumps(body).encode(), kind
+    if kind == "deep":
+        opener, levels = data.draw(DEEP)
+        closer = "]" if opener == "[" else "}"
+        container[key] = SENTINEL
+        text = json.dumps(body).replace(json.dumps(SENTINEL), opener * levels + "1" + closer * levels)
+        return text.encode(), kind
+    container[key] = data.draw(SURROGATES)
+    return json.dumps(body).encode(), "surrogate"  # ensure_ascii writes the lone surrogate as \\udXXX
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda family: family.name)
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-@given(body=st.one_of(responses_body, json_values))
-def test_responses_family_never_5xx(app, body) -> None:
-    _check(app.test_client().post("/v1/responses", json=body), "responses")
+@given(data=st.data())
+def test_crafted_values_anywhere_are_a_400_in_the_family_format(app, family, data) -> None:
+    """Nesting past what Python's recursion allows and lone surrogates gave 500s (and poisoned /metrics)."""
+    raw, kind = _with_crafted(data.draw(st.one_of(st.just(family.served), family.bodies)), data)
+    response = app.test_client().post(family.path, data=raw, content_type="application/json")
+    _check(response, family)
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert app.test_client().get("/metrics").status_code == 200
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-@given(raw=st.binary(max_size=200), path=st.sampled_from(["/v1/messages", "/v1/chat/completions",
-                                                          "/v1/messages/count_tokens", "/v1/responses"]))
+@given(raw=st.binary(max_size=200), path=st.sampled_from([*BY_PATH, "/v1/messages/count_tokens"]))
 def test_raw_bytes_never_5xx(app, raw, path) -> None:
     response = app.test_client().post(path, data=raw, content_type="application/json")
-    _check(response, REGISTRY.for_path(path).name)
+    _check(response, BY_PATH.get(path, FAMILIES[0]))

@@ -99,37 +99,74 @@ def test_sigterm_lets_in_flight_streams_finish(fake, accounts_file) -> None:
             process.kill()
 
 
-def test_warns_when_exposed_without_keys(accounts_file, tmp_path) -> None:
+def test_refuses_to_listen_beyond_loopback_without_keys(accounts_file, tmp_path) -> None:
+    """The Procfile binds 0.0.0.0: without keys gunicorn stops before binding, naming the variable to set."""
     port = free_port()
     env = {**os.environ, "GATEWAY_ACCOUNTS_FILE": str(accounts_file), "GATEWAY_CLIENT_VERSION": "2.9.1"}
-    env.pop("GATEWAY_API_KEYS", None)
+    for name in ("GATEWAY_API_KEYS", "GATEWAY_API_KEYS_FILE", "GATEWAY_ALLOW_NO_AUTH"):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "-k", "gevent", "--no-control-socket", "-w", "1",
+                           "-b", f"0.0.0.0:{port}", "wsgi:app"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode != 0
+    assert "GATEWAY_API_KEYS" in done.stderr and "0.0.0.0" in done.stderr
+    assert "Booting worker" not in done.stderr
+
+
+@pytest.mark.parametrize("extra", [{"GATEWAY_API_KEYS": "key-123456"}, {"GATEWAY_ALLOW_NO_AUTH": "1"}])
+def test_serves_beyond_loopback_with_keys_or_when_told_to(accounts_file, tmp_path, extra) -> None:
+    port = free_port()
+    env = {**os.environ, "GATEWAY_ACCOUNTS_FILE": str(accounts_file), **extra}
     log_path = tmp_path / "gunicorn.log"
     with log_path.open("w") as log_file:
         process = start_gunicorn(env, f"0.0.0.0:{port}", "-w", "1", stderr=log_file)
     try:
         assert wait_healthy(f"http://127.0.0.1:{port}")
         output = log_path.read_text()
-        assert "without API keys" in output
+        assert ("without API keys" in output) == ("GATEWAY_ALLOW_NO_AUTH" in extra)
         assert "MonkeyPatchWarning" not in output
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-def test_python_app_warns_when_exposed(caplog) -> None:
+def test_bind_hosts_of_every_gunicorn_address_form() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "gunicorn.conf.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    assert conf.bind_hosts(["127.0.0.1:8080", "[::1]:80", "localhost", "unix:/tmp/g.sock", ":8080", "fd://3"]) == [
+        "127.0.0.1", "::1", "localhost", None, "0.0.0.0", "fd://3"]
+
+
+def test_python_app_refuses_to_listen_beyond_loopback_without_keys(accounts_file) -> None:
+    env = {**os.environ, "GATEWAY_ACCOUNTS_FILE": str(accounts_file), "HOST": "0.0.0.0", "PORT": str(free_port())}
+    for name in ("GATEWAY_API_KEYS", "GATEWAY_API_KEYS_FILE", "GATEWAY_ALLOW_NO_AUTH"):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "GATEWAY_API_KEYS" in done.stderr and "GATEWAY_ALLOW_NO_AUTH" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_python_app_exposure_check(caplog) -> None:
     import logging
 
-    from app import warn_if_exposed
+    from app import check_exposure
     from gateway.config import Settings
 
     caplog.set_level(logging.WARNING, logger="gateway")
-    warn_if_exposed("127.0.0.1", Settings())
+    for host in ("127.0.0.1", "::1", "localhost"):
+        check_exposure(host, Settings())
     assert "without API keys" not in caplog.text
-    warn_if_exposed("0.0.0.0", Settings())
+    for host in ("0.0.0.0", "::", "192.168.1.5", "gateway.example.com"):
+        with pytest.raises(SystemExit, match="GATEWAY_API_KEYS"):
+            check_exposure(host, Settings())
+    check_exposure("0.0.0.0", Settings(api_keys=frozenset({"k"})))
+    assert "without API keys" not in caplog.text
+    check_exposure("0.0.0.0", Settings(allow_no_auth=True))
     assert "without API keys" in caplog.text
-    caplog.clear()
-    warn_if_exposed("0.0.0.0", Settings(api_keys=frozenset({"k"})))
-    assert "without API keys" not in caplog.text
 
 
 def test_the_open_file_limit_is_raised_for_the_worker_connections() -> None:
@@ -237,3 +274,48 @@ def test_claude_thinking_kept_for_an_openai_client_reaches_whichever_worker_take
             assert second_client.chat.completions.create(messages=history, **ask).choices[0].message.content == "Snow."
         parts = fake.generate_requests()[-1].body["request"]["contents"][1]["parts"]
         assert parts[0].get("thought") is True and parts[0]["text"] == f"Call the tool, turn {n}.", parts
+
+
+@pytest.mark.parametrize("trickle", [True, False], ids=["a-byte-now-and-then", "silent"])
+def test_a_body_sent_too_slowly_is_cut_with_a_408_and_the_connection_closes(fake, accounts_file, trickle) -> None:
+    """No read timeout trips on a byte every 0.1 s: the body's own time limit does, and gunicorn must not then
+    wait for the rest of the body before it lets the connection go."""
+    import json as json_module
+    import threading
+
+    port = free_port()
+    env = {**upstream_env(fake, accounts_file), "GATEWAY_BODY_TIMEOUT_SECONDS": "1"}
+    process = start_gunicorn(env, f"127.0.0.1:{port}", "-w", "1")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_healthy(url)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100000\r\n\r\n{\"model\": ")
+
+        def drip() -> None:
+            try:
+                for _ in range(100):
+                    time.sleep(0.1)
+                    sock.sendall(b" ")
+            except OSError:
+                pass
+
+        if trickle:
+            threading.Thread(target=drip, daemon=True).start()
+        started = time.monotonic()
+        answer = b""
+        while chunk := sock.recv(65536):  # until the server closes the connection
+            answer += chunk
+        assert time.monotonic() - started < 4
+        sock.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408")
+        error = json_module.loads(body)
+        assert error["type"] == "error" and "GATEWAY_BODY_TIMEOUT_SECONDS" in error["error"]["message"]
+        ok = requests.post(f"{url}/v1/messages", timeout=10, json={
+            "model": "claude-sonnet-4-6", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]})
+        assert ok.status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=15)

@@ -325,6 +325,52 @@ def test_exponential_ref_fan_out_is_bounded() -> None:
     assert sum(1 for _ in _containers(out)) < 5000
 
 
+def test_ref_expansion_is_budgeted_by_the_size_of_its_output() -> None:
+    """Definitions that each use the next one twice, down to a 100 KB leaf: 100 KB of input inlined to 25 MB
+    (a 3 MB request made gigabytes). Refused early instead."""
+    import time
+
+    from gateway.translate.json_schema import MAX_OUTPUT_BYTES, SchemaBudget, SchemaTooLarge
+
+    defs = {f"D{i}": {"type": "object", "description": "d" * 100,
+                      "properties": {"a": {"$ref": f"#/$defs/D{i + 1}"}, "b": {"$ref": f"#/$defs/D{i + 1}"}}}
+            for i in range(24)}
+    defs["D24"] = {"type": "string", "description": "leaf " * 20_000, "maxLength": 5}
+    bomb = {"$ref": "#/$defs/D0", "$defs": defs}
+    started = time.perf_counter()
+    with pytest.raises(SchemaTooLarge) as raised:
+        clean_tool_schema(bomb, validated=True)
+    assert time.perf_counter() - started < 2
+    assert raised.value.status == 400 and "MB" in raised.value.message
+    # The budget is the request's: two schemas that fit alone may not fit together.
+    wide = {"type": "object", "properties": {f"p{i}": {"type": "string", "description": "w" * 1000}
+                                             for i in range(MAX_OUTPUT_BYTES // 1500)}}
+    budget = SchemaBudget()
+    clean_tool_schema(wide, validated=True, budget=budget)
+    assert 0 < budget.left < MAX_OUTPUT_BYTES // 2
+    with pytest.raises(SchemaTooLarge):
+        clean_tool_schema(wide, validated=True, budget=budget)
+
+
+def test_the_size_estimate_follows_the_json_written() -> None:
+    from gateway.translate.json_schema import SchemaBudget
+
+    for schema in (_fan_out_for_estimate(), {"type": "object", "properties": {"q": {"type": "string",
+                                                                                     "enum": ["a", "bb", "ccc"]}}}):
+        budget = SchemaBudget()
+        out = clean_tool_schema(schema, validated=True, budget=budget)
+        written = len(json.dumps(out, separators=(",", ":"), ensure_ascii=False))
+        assert 0.6 * written <= SchemaBudget().left - budget.left <= 1.5 * written
+
+
+def _fan_out_for_estimate() -> dict:
+    defs = {f"D{i}": {"type": "object", "description": "x" * 50, "required": ["l"],
+                      "properties": {"l": {"$ref": f"#/$defs/D{i + 1}"}, "r": {"$ref": f"#/$defs/D{i + 1}"}}}
+            for i in range(6)}
+    defs["D6"] = {"type": "integer", "minimum": 0, "description": "leaf"}
+    return {"$ref": "#/$defs/D0", "$defs": defs}
+
+
 def test_deep_nesting_does_not_exhaust_the_stack() -> None:
     schema: dict = {"type": "string"}
     for _ in range(3000):

@@ -84,7 +84,7 @@ def test_client_disconnect_releases_the_upstream_under_gunicorn(gunicorn: tuple[
     body = json.dumps({"model": "gemini-3-flash-agent", "max_tokens": 50, "stream": True,
                        "messages": [{"role": "user", "content": "hi"}]}).encode()
     sock = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
-    sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nx-api-key: k\r\n"
+    sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nx-api-key: k\r\n"
                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
     received = b""
     while b"content_block_delta" not in received:
@@ -212,14 +212,14 @@ def test_pump_holds_back_a_fast_upstream_and_stop_releases_it() -> None:
     pump.start()
     time.sleep(0.2)
     assert len(pump._pending) == streaming.MAX_PENDING
-    assert [pump.get(1)[1] for _ in range(3)] == [1, 2, 3]  # type: ignore[index]
+    assert [item for _, item in pump.take(1)] == list(range(1, streaming.MAX_PENDING + 1))
     time.sleep(0.1)
     assert len(pump._pending) == streaming.MAX_PENDING
     pump.stop()
     assert closed.wait(2), "the stopped worker did not close the upstream iterator"
 
 
-def test_pump_get_times_out_for_a_ping_and_ends_at_once_when_stopped() -> None:
+def test_pump_take_times_out_for_a_ping_and_ends_at_once_when_stopped() -> None:
     gate = threading.Event()
 
     def silent() -> Iterator[int]:
@@ -230,10 +230,10 @@ def test_pump_get_times_out_for_a_ping_and_ends_at_once_when_stopped() -> None:
     pump = streaming._Pump(silent(), abort=aborted.set)  # type: ignore[arg-type]
     pump.start()
     started = time.monotonic()
-    assert pump.get(0.2) is None
+    assert pump.take(0.2) == []
     assert 0.15 < time.monotonic() - started < 1.0
     threading.Timer(0.1, pump.stop).start()
     started = time.monotonic()
-    assert pump.get(5) is None
+    assert pump.take(5) == []
     assert time.monotonic() - started < 1.0 and aborted.is_set()
     gate.set()

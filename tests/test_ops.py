@@ -6,7 +6,7 @@ import json
 
 import requests
 
-from tests.conftest import gateway_settings, saved_accounts, serve, write_accounts
+from tests.conftest import gateway_settings, saved_accounts, serve
 
 
 def test_health(gateway) -> None:
@@ -30,6 +30,7 @@ def test_no_accounts_file_still_starts_and_explains(fake, tmp_path) -> None:
         health = requests.get(f"{url}/health", timeout=5).json()
         assert health["accounts"] == 0 and health["activeAccounts"] == 0
         assert "accounts add" in health["error"]
+        assert str(tmp_path) not in health["error"]  # /health needs no key: it names no file
         response = requests.post(f"{url}/v1/messages", timeout=5, json={
             "model": "claude-sonnet-4-6", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
         assert response.status_code == 503
@@ -45,6 +46,7 @@ def test_broken_accounts_file_still_starts(fake, tmp_path) -> None:
     try:
         health = requests.get(f"{url}/health", timeout=5).json()
         assert health["activeAccounts"] == 0 and "not valid JSON" in health["error"]
+        assert str(tmp_path) not in health["error"]
     finally:
         server.shutdown()
 

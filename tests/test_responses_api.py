@@ -570,11 +570,14 @@ def test_client_disconnect_releases_the_upstream(fake, accounts_file) -> None:
         fake.enqueue(Reply(text="long silence follows", chunks=3, stall_after=1, stall_seconds=20))
         body = json.dumps({"model": "gemini-3-flash-agent", "input": "q", "stream": True}).encode()
         sock = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
-        sock.sendall(b"POST /v1/responses HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(b"POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        sock.settimeout(10)
         received = b""
         while b"response.output_text.delta" not in received:
-            received += sock.recv(65536)
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
         sock.close()
         deadline = time.monotonic() + 3
         while fake.closed_by_client == 0 and time.monotonic() < deadline:

@@ -123,7 +123,9 @@ def test_size_is_bounded_in_entries_least_recently_used_first() -> None:
 
 
 def test_size_is_bounded_in_bytes() -> None:
-    one = 2 * len(orjson.dumps(_schema()))  # the cache's estimate: the key's bytes, twice
+    probe = ToolSchemaCache()
+    probe.clean(_schema("path 00"), validated=True)
+    one = probe.size_bytes
     cache = ToolSchemaCache(max_bytes=one * 4 + 100)
     for i in range(20):
         cache.clean(_schema(f"path {i:02d}"), validated=True)
@@ -131,6 +133,40 @@ def test_size_is_bounded_in_bytes() -> None:
     big = ToolSchemaCache(max_bytes=one * 2)  # one entry would take over a quarter: not cached at all
     big.clean(_schema(), validated=True)
     assert len(big) == 0
+
+
+def _fan_out(levels: int) -> dict:
+    """A small schema whose definitions each use the next one twice: inlined, 2**levels leaves."""
+    defs = {f"D{i}": {"type": "object", "description": "x" * 50,
+                      "properties": {"l": {"$ref": f"#/$defs/D{i + 1}"}, "r": {"$ref": f"#/$defs/D{i + 1}"}}}
+            for i in range(levels)}
+    defs[f"D{levels}"] = {"type": "string", "description": "leaf " * 20}
+    return {"$ref": "#/$defs/D0", "$defs": defs}
+
+
+def test_entries_count_their_output_not_their_input() -> None:
+    """Through $ref a 2 KB input cleans to far more: the cache must count what it holds."""
+    schema = _fan_out(7)
+    cache = ToolSchemaCache()
+    cleaned = cache.clean(schema, validated=True)
+    key, output = len(orjson.dumps(schema)), len(orjson.dumps(cleaned))
+    assert output > 5 * key
+    assert 0.8 * (key + output) <= cache.size_bytes <= 1.2 * (key + output)
+
+
+def test_a_hit_spends_the_request_budget_as_the_cleaning_did() -> None:
+    from gateway.translate.json_schema import SchemaBudget, SchemaTooLarge
+
+    cache = ToolSchemaCache()
+    first = SchemaBudget()
+    cache.clean(_fan_out(7), validated=True, budget=first)
+    spent = SchemaBudget().left - first.left
+    assert spent > 0
+    second = SchemaBudget()
+    cache.clean(_fan_out(7), validated=True, budget=second)
+    assert cache.hits == 1 and SchemaBudget().left - second.left == spent
+    with pytest.raises(SchemaTooLarge):
+        cache.clean(_fan_out(7), validated=True, budget=SchemaBudget(spent - 1))
 
 
 def test_cached_result_is_frozen_and_copies_are_plain() -> None:

@@ -4,32 +4,47 @@ The browser goes to Google's consent page, and Google sends it back to a listene
 catches the code (docs/upstream.md, "OAuth"). Without a browser on this machine (SSH, Docker) the user opens the
 URL anywhere and pastes back the address the browser then failed to load, or just the code. PKCE binds
 the code to this process: a code caught by anyone else is useless without the verifier.
+
+The listener is reachable by any program on this machine, and by any web page the user has open (a page can
+make the browser request ``localhost``): so it answers on both loopback addresses (``localhost`` may be either),
+ignores any answer that does not carry this attempt's state rather than giving up on the sign-in, drops a
+connection that stays silent, and escapes what it shows of a request, in its page and in the terminal.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import html
 import queue
 import secrets
+import socket
 import threading
+import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
 from ..config import Settings
+from ..logs import printable
 from .credentials import SCOPES
 
 CALLBACK_PATH = "/oauth-callback"
 HTTP_TIMEOUT = 30.0
+#: Seconds a connection to the loopback listener may stay silent.
+IDLE_TIMEOUT = 10.0
 
 
 class OAuthError(Exception):
-    """The flow failed; the message says why in words a person can act on."""
+    """The flow failed; the message says why in words a person can act on (control characters escaped: parts
+    of it come from a redirect any local program could send, or from Google's answer)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message, limit=None))
 
 
 @dataclass(frozen=True)
@@ -93,9 +108,10 @@ def code_from_paste(text: str, state: str) -> str:
 
 
 class _CallbackHandler(BaseHTTPRequestHandler):
-    """Answers the browser with a short page and hands the redirect's query to the waiting CLI."""
+    """Answers the browser with a short page and hands a redirect carrying this attempt's state to the CLI."""
 
     server: _CallbackServer
+    timeout = IDLE_TIMEOUT  # set on each connection's socket: a silent one is dropped
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         url = urlsplit(self.path)
@@ -103,59 +119,99 @@ class _CallbackHandler(BaseHTTPRequestHandler):
             self._page(404, "Not found.")
             return
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        receiver = self.server.receiver
+        if not receiver.belongs(query):
+            self._page(400, "This answer does not belong to the sign-in in progress: it was ignored.")
+            return
         if query.get("error") or not query.get("code"):
-            self._page(400, "Authorization failed. You can close this tab; the terminal says why.")
+            self._page(400, f"Authorization failed ({query.get('error') or 'no code'}). You can close this tab; "
+                            "the terminal says why.")
         else:
             self._page(200, "Account authorized. You can close this tab and return to the terminal.")
-        self.server.answers.put(query)
+        receiver.answers.put(query)
 
     def _page(self, status: int, text: str) -> None:
         body = f"<!doctype html><title>Cloud Code Gateway</title><p>{html.escape(text)}</p>".encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
+        self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the terminal is for the person, not for access lines
 
 
-class _CallbackServer(HTTPServer):
-    def __init__(self, port: int) -> None:
-        super().__init__(("127.0.0.1", port), _CallbackHandler)
-        self.answers: queue.Queue[dict[str, str]] = queue.Queue()
+class _CallbackServer(ThreadingHTTPServer):
+    """One listening address; each connection in its own thread, so a silent one holds up no other."""
+
+    daemon_threads = True
+
+    def __init__(self, address: str, port: int, receiver: LoopbackReceiver) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        self.receiver = receiver
+        super().__init__((address, port), _CallbackHandler)
 
 
 class LoopbackReceiver:
-    """Listens on 127.0.0.1 for the one redirect that carries the code; every other path is a 404."""
+    """Listens on 127.0.0.1 and ::1 for the one redirect that carries the code; every other path is a 404.
+
+    ``localhost`` in the redirect URI is 127.0.0.1 to some browsers and ::1 to others: the second address uses
+    the port of the first, and is skipped where this machine has no IPv6 loopback.
+    """
 
     def __init__(self, port: int) -> None:
+        self.answers: queue.Queue[dict[str, str]] = queue.Queue()
+        self.state: str | None = None
         try:
-            self._server = _CallbackServer(port)
+            servers = [_CallbackServer("127.0.0.1", port, self)]
         except OSError as exc:
             raise OAuthError(
                 f"cannot listen on port {port} for the redirect ({exc.strerror}); is another `accounts add` "
                 "running? Set GATEWAY_OAUTH_REDIRECT_PORT or use --no-browser"
             ) from None
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        self.port = servers[0].server_address[1]
+        try:
+            servers.append(_CallbackServer("::1", self.port, self))
+        except OSError:
+            pass
+        self._servers = servers
+        for server in servers:
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
 
     @property
     def redirect_uri(self) -> str:
         return redirect_uri(self.port)
 
+    def authorize(self, settings: Settings, login_hint: str | None = None) -> Authorization:
+        """A new attempt coming back here; only redirects carrying its state are taken from now on."""
+        auth = start(settings, self.redirect_uri, login_hint)
+        self.state = auth.state
+        return auth
+
+    def belongs(self, query: dict[str, str]) -> bool:
+        """Whether a redirect carries the state of the attempt in progress (compared in constant time)."""
+        return self.state is not None and hmac.compare_digest(query.get("state", "").encode(), self.state.encode())
+
     def wait(self, state: str, timeout: float) -> str:
-        """The code, once the browser comes back; OAuthError on a refusal, a foreign state or a timeout."""
-        try:
-            query = self._server.answers.get(timeout=timeout)
-        except queue.Empty:
-            raise OAuthError(f"no answer from the browser within {timeout:.0f}s") from None
-        return code_from_redirect(query, state)
+        """The code, once the browser comes back; OAuthError on a refusal or a timeout. Redirects of other
+        attempts are ignored (a page or program can send any)."""
+        self.state = state
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                query = self.answers.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise OAuthError(f"no answer from the browser within {timeout:.0f}s") from None
+            if self.belongs(query):
+                return code_from_redirect(query, state)
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
 
     def __enter__(self) -> LoopbackReceiver:
         return self

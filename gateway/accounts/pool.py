@@ -558,13 +558,18 @@ class AccountPool:
         """The account's quota windows; None when the upstream could not say (they are then unknown)."""
         account.windows = parse_windows(summary) if summary is not None else None
 
-    def no_account_message(self) -> str:
+    def no_account_message(self, *, public: bool = False) -> str:
+        """Why no account can serve. ``public`` (for /health, which needs no key) names no file: a path tells a
+        stranger the user's name and the machine's layout."""
+        path = getattr(self.source, "path", None)
         if self.error:
-            return f"the accounts cannot be used: {self.error}"
+            error = self.error.replace(str(path), "the accounts file") if public and path else self.error
+            return f"the accounts cannot be used: {error}"
         if not self.accounts:
             return (
                 "no Google account is configured: add one with `python -m gateway accounts add`, or point "
                 "GATEWAY_ACCOUNTS_FILE at an accounts file, or set GATEWAY_ACCOUNTS_JSON"
+                + ("" if public or path is None else f" (looked at {path})")
             )
         return (
             "no usable Google account: every configured account is disabled, suspended, waiting for verification "

@@ -2,7 +2,8 @@
 
 Format: ``{"accounts": [{"email", "refreshToken", "projectId"?, "enabled"?, ...}], ...}``. Fields the
 gateway does not know (``settings``, ``activeIndex``, ``modelRateLimits``, ...) are kept on rewrite.
-Writes are atomic (temporary file, fsync, rename) with mode 0600, and serialised across processes with
+Writes are atomic (temporary file, fsync, rename) with mode 0600 (the lock file too, and 0700 for directories
+made on the way, whatever the umask), and serialised across processes with
 an advisory lock so the server and the CLI can both update the file without losing each other's change.
 """
 
@@ -16,6 +17,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from ..security import private_dir, private_file
 
 
 class AccountsFileError(ValueError):
@@ -51,7 +54,7 @@ def account_entries(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 def write_accounts_file(path: Path, data: dict[str, Any]) -> None:
     """Replace the file atomically; readers see the old or the new content, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o600)
@@ -75,9 +78,9 @@ def write_accounts_file(path: Path, data: dict[str, Any]) -> None:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = private_file(lock_path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -12,6 +12,7 @@ from ..accounts.limits import account_limits, in_parallel, limits_table
 from ..accounts.pool import Account
 from ..accounts.refusals import recheck
 from ..errors import InvalidRequest, NotFound
+from ..redact import redact
 from ..runtime import current_gateway
 
 bp = Blueprint("ops", __name__)
@@ -27,7 +28,7 @@ def health() -> Response:
     body: dict[str, object] = {"status": "ok", "accounts": len(pool.accounts), "activeAccounts": active}
     body.update(pool.refused_counts())  # needsVerification, suspended: when there are any
     if pool.error or active == 0:
-        body["error"] = pool.no_account_message()
+        body["error"] = pool.no_account_message(public=True)
     if gateway.state.backend == "redis":  # requests are served either way; sharing stops while it is down
         state = gateway.state.health()
         body["redis"] = "reachable" if state["reachable"] else "unreachable"
@@ -60,10 +61,26 @@ def limits() -> Response:
     if form not in ("json", "table"):
         raise InvalidRequest("format must be json or table", param="format")
     gateway = current_gateway()
-    report = account_limits(gateway.pool, gateway.client)
+    report = _redacted(account_limits(gateway.pool, gateway.client), _secrets())
     if form == "table":
         return Response(limits_table(report), content_type="text/plain; charset=utf-8")
     return jsonify(report)
+
+
+def _secrets() -> tuple[str, ...]:
+    settings = current_gateway().settings
+    return (*settings.api_keys, *((settings.admin_key,) if settings.admin_key else ()))
+
+
+def _redacted(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` with credentials masked in every string: errors quote the upstream and the token endpoint."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {key: _redacted(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item, secrets) for item in value]
+    return value
 
 
 @bp.post("/refresh-token")
@@ -83,16 +100,17 @@ def refresh_token() -> tuple[Response, int]:
         pool.reload_if_changed()
         accounts = list(pool.accounts)
     results: dict[str, dict[str, Any]] = {}
+    secrets = _secrets()
 
     def refresh(account: Account) -> None:
         try:
             account.tokens.force_refresh()
         except InvalidGrant as exc:
-            reason = f"refresh token rejected: {exc}"
+            reason = redact(f"refresh token rejected: {exc}", secrets)
             pool.mark_invalid(account, reason)
             results[account.email] = {"status": "invalid", "error": reason}
         except TokenRefreshFailed as exc:
-            results[account.email] = {"status": "error", "error": str(exc)}
+            results[account.email] = {"status": "error", "error": redact(str(exc), secrets)}
         else:
             pool.clear_invalid(account)
             problem = recheck(pool, gateway.client, account)

@@ -81,11 +81,17 @@ def prime(events: Iterator[Event]) -> Iterator[Event]:
 class _Pump:
     """Moves events from the upstream iterator (in a worker) to the response generator.
 
-    The hand-over is a list and one lock used as a doorbell rather than a ``queue.Queue`` and a
-    ``threading.Event``, whose conditions and deque are about 3 KB of objects per held stream (tracemalloc). At
-    most one side ever needs waking: the response when nothing is pending, the worker when ``MAX_PENDING``
-    items are (a slow client must not make the gateway buffer a whole answer). Whoever changes what the other
-    side waits for rings; a ring nobody waited for is harmless, as each side re-checks before it waits again.
+    The hand-over is a list and two locks used as doorbells rather than a ``queue.Queue`` and a
+    ``threading.Event``, whose conditions and deque are about 3 KB of objects per held stream (tracemalloc). The
+    response waits on ``_ready`` while nothing is pending; the worker waits on ``_room`` while ``MAX_PENDING``
+    items are (a slow client must not make the gateway buffer a whole answer). Whoever ends what the other side
+    waits for rings that side's bell; a ring nobody waited for is harmless, as each side re-checks before it
+    waits again.
+
+    One bell per side, never one shared: a released lock is not handed to the greenlet waiting on it, the next
+    ``acquire`` takes it. With one bell the response, after ringing for a worker stuck on a full list, drained
+    the list and took its own ring back as it waited for more: both sides then waited for good, and a burst of
+    more than ``MAX_PENDING`` events hung the stream.
     """
 
     def __init__(self, events: Iterator[Event], abort: Callable[[], None] | None) -> None:
@@ -93,8 +99,10 @@ class _Pump:
         self.abort = abort
         self.stopped = False
         self._pending: list[tuple[int, Any]] = []
-        self._bell = _thread.allocate_lock()
-        self._bell.acquire()
+        self._ready = _thread.allocate_lock()
+        self._ready.acquire()
+        self._room = _thread.allocate_lock()
+        self._room.acquire()
 
     def start(self) -> None:
         spawn(self._run)
@@ -103,36 +111,36 @@ class _Pump:
         """The client is gone or the response ended: release the upstream without waiting for it."""
         if not self.stopped:
             self.stopped = True
-            self._ring()
+            _ring(self._ready)
+            _ring(self._room)
             if self.abort is not None:
                 self.abort()
 
-    def get(self, timeout: float) -> tuple[int, Any] | None:
-        """The next item; None after ``timeout`` seconds without one, or once stopped."""
+    def take(self, timeout: float) -> list[tuple[int, Any]]:
+        """Every pending item, waiting up to ``timeout`` seconds for one; none after that, or once stopped.
+
+        All of them rather than one: what arrived together is written to the client in one send.
+        """
         deadline = time.monotonic() + timeout
         while not self._pending and not self.stopped:
             left = deadline - time.monotonic()
             if left <= 0:
-                return None
-            self._bell.acquire(timeout=left)
-        if not self._pending:
-            return None
-        item = self._pending.pop(0)
-        self._ring()
-        return item
+                return []
+            self._ready.acquire(timeout=left)
+        count = len(self._pending)  # the worker may append meanwhile: slice, never swap the list
+        items = self._pending[:count]
+        del self._pending[:count]
+        if len(self._pending) + count >= MAX_PENDING:  # it was full: the worker may be waiting
+            _ring(self._room)
+        return items
 
     def _put(self, item: tuple[int, Any]) -> None:
         while len(self._pending) >= MAX_PENDING and not self.stopped:
-            self._bell.acquire()
+            self._room.acquire()
         if not self.stopped:
             self._pending.append(item)
-            self._ring()
-
-    def _ring(self) -> None:
-        try:
-            self._bell.release()
-        except RuntimeError:
-            pass  # rung already, and not heard yet: one ring wakes the one waiter as well as two
+            if len(self._pending) == 1:  # it was empty: the response may be waiting
+                _ring(self._ready)
 
     def _run(self) -> None:
         try:
@@ -147,6 +155,13 @@ class _Pump:
             close = getattr(self.events, "close", None)
             if close is not None:
                 close()
+
+
+def _ring(bell: Any) -> None:
+    try:
+        bell.release()
+    except RuntimeError:
+        pass  # rung already, and not heard yet: one ring wakes the one waiter as well as two
 
 
 def client_socket(environ: dict[str, Any]) -> socket.socket | None:
@@ -341,29 +356,36 @@ def sse_response(
             metrics.active_streams.inc()
         pump.start()
         unwatch = watch_client(sock, pump)
+        unsent: list[bytes] = []  # rendered, not written yet: goes out before an error event
         try:
             while True:
-                got = pump.get(ping_interval)
-                if got is None:
+                items = pump.take(ping_interval)
+                if not items:
                     if pump.stopped:
                         return
                     if ping is not None:
                         yield ping
                     continue
-                kind, item = got
-                if kind == _END:
-                    if trailer is not None:
-                        yield from trailer()
-                    return
-                if kind == _ERROR:
-                    raise item
-                yield from render(item)
+                for kind, item in items:
+                    if kind == _EVENT:
+                        unsent += render(item)
+                    elif kind == _END:
+                        if trailer is not None:
+                            unsent += trailer()
+                        if unsent:
+                            yield b"".join(unsent)
+                        return
+                    else:
+                        raise item
+                if unsent:
+                    yield b"".join(unsent)
+                    unsent.clear()
         except GatewayError as exc:
             log.warning("stream ended with an error: %s", exc.message)
-            yield render_error(exc)
+            yield b"".join(unsent) + render_error(exc)
         except Exception:  # noqa: BLE001 - the client gets an error event, the log gets the trace
             log.exception("stream failed")
-            yield render_error(UpstreamError("the gateway failed while relaying the answer"))
+            yield b"".join(unsent) + render_error(UpstreamError("the gateway failed while relaying the answer"))
         finally:
             unwatch()
             pump.stop()

@@ -22,8 +22,9 @@ def generate(family: Family, body: dict[str, Any]) -> Response:
     gateway = current_gateway()
     call = family.load(body, gateway)
     canonical = call.request
-    g.access.model, g.access.stream = canonical.model, canonical.stream
+    g.access.requested, g.access.stream = canonical.model, canonical.stream
     model = gateway.dispatcher.resolve_model(canonical)
+    g.access.model = model.id  # metric labels take listed ids only, never the client's string
     g.outcome = outcome = Outcome()
     events = family.relay(gateway.web_search.events(canonical, outcome, model), call, gateway, model)
     if canonical.stream:

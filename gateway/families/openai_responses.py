@@ -316,8 +316,9 @@ def compact() -> Response:
     turn = begin(loaded, gateway)
     canonical = turn.loaded.request
     canonical.messages = transcript(canonical.messages)
-    g.access.model = canonical.model
+    g.access.requested = canonical.model
     model = gateway.dispatcher.resolve_model(canonical)
+    g.access.model = model.id
     g.outcome = outcome = Outcome()
     answer = collect(model.id, gateway.dispatcher.events(canonical, outcome, model))
     summary = "".join(block.text for block in answer.content if isinstance(block, TextBlock))

@@ -38,7 +38,7 @@ from ..core.request import (
     WebSearchCall,
 )
 from .grounding import findings_text, parse_grounding
-from .json_schema import clean_response_schema
+from .json_schema import SchemaBudget, clean_response_schema
 from .signatures import MIN_SIGNATURE_LENGTH, SKIP_SIGNATURE, SignatureRegistry
 from .tool_cache import ToolSchemaCache
 
@@ -114,7 +114,8 @@ def build_request(
     system = _system(request, model, thinking)
     if system:
         inner["systemInstruction"] = {"role": "user", "parts": [{"text": text} for text in system]}
-    inner["generationConfig"] = _generation_config(request, model, thinking)
+    budget = SchemaBudget()  # what this request's schemas may expand to, together
+    inner["generationConfig"] = _generation_config(request, model, thinking, budget)
     if request.grounded:
         # A search call: Google refuses googleSearch beside function declarations (docs/upstream.md, "Web search").
         inner["tools"] = [{"googleSearch": {}}]
@@ -125,7 +126,8 @@ def build_request(
                     {
                         "name": names[tool.name],
                         "description": tool.description,
-                        "parameters": TOOL_SCHEMAS.clean(tool.parameters, validated=model.vendor == ANTHROPIC),
+                        "parameters": TOOL_SCHEMAS.clean(tool.parameters, validated=model.vendor == ANTHROPIC,
+                                                         budget=budget),
                     }
                     for tool in request.tools
                 ]
@@ -164,7 +166,9 @@ def _system(request: Request, model: ModelInfo, thinking: bool) -> list[str]:
     return texts
 
 
-def _generation_config(request: Request, model: ModelInfo, thinking: bool) -> dict[str, Any]:
+def _generation_config(
+    request: Request, model: ModelInfo, thinking: bool, budget: SchemaBudget | None = None
+) -> dict[str, Any]:
     config: dict[str, Any] = {}
     max_tokens = request.max_tokens
     if max_tokens is None and model.vendor == ANTHROPIC:
@@ -193,7 +197,7 @@ def _generation_config(request: Request, model: ModelInfo, thinking: bool) -> di
     if request.response_format is not None:
         config["responseMimeType"] = "application/json"
         if request.response_format.schema is not None:
-            config["responseSchema"] = clean_response_schema(request.response_format.schema)
+            config["responseSchema"] = clean_response_schema(request.response_format.schema, budget=budget)
     return config
 
 

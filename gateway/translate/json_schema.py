@@ -14,6 +14,11 @@ The output holds only ``type``, ``description``, ``properties``, ``required``, `
 ``nullable`` and (on strings) ``format: enum | date-time``. It is built fresh, so it shares nothing with
 the input and the input is never modified. Cleaning is one recursive pass with no state kept between
 calls (see the ``__main__`` block for a timing run); ``tool_cache`` keeps tool results between requests.
+
+Inlining ``$ref`` copies a definition per use, so a small input can ask for a huge output (a few MB of
+definitions that use each other made gigabytes). What a request's schemas emit is therefore counted as it is
+built, in bytes of JSON (estimated per node), against a ``SchemaBudget`` of MAX_OUTPUT_BYTES per request;
+past it, cleaning stops with ``SchemaTooLarge``, a 400.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from __future__ import annotations
 import json
 import typing as t
 
+from ..errors import InvalidRequest
 from .frozen import FrozenDict, FrozenList
 
-__all__ = ["clean_response_schema", "clean_tool_schema"]
+__all__ = ["MAX_OUTPUT_BYTES", "SchemaBudget", "SchemaTooLarge", "clean_response_schema", "clean_tool_schema"]
 
 _TYPES = frozenset({"string", "number", "integer", "boolean", "array", "object"})
 
@@ -64,37 +70,67 @@ _HINT_LIMIT = 120
 
 _REASON_DESCRIPTION = "Reason for calling this tool"
 
+#: Cleaned schema one request may produce, in bytes of JSON: its tools and its response format together.
+#: Claude Code's twenty tools make about 40 KB; a schema whose refs expand past this is refused.
+MAX_OUTPUT_BYTES = 4 * 1024 * 1024
+#: A node's JSON beyond its description, enum and property names: ``{"type":"object","properties":{}}``.
+_NODE_BYTES = 32
 
-def clean_tool_schema(schema: dict | None, *, validated: bool, frozen: bool = False) -> dict:
+
+class SchemaTooLarge(InvalidRequest):
+    """A request's schemas expand (through ``$ref``) past MAX_OUTPUT_BYTES."""
+
+
+class SchemaBudget:
+    """What one request's schemas may still emit; each cleaning spends what it built."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, size: int = MAX_OUTPUT_BYTES) -> None:
+        self.left = size
+
+    def exceeded(self) -> SchemaTooLarge:
+        return SchemaTooLarge(
+            f"the tool schemas expand (through $ref) to more than {MAX_OUTPUT_BYTES // (1024 * 1024)} MB; "
+            "inline fewer definitions", param="tools")
+
+
+def clean_tool_schema(
+    schema: dict | None, *, validated: bool, frozen: bool = False, budget: SchemaBudget | None = None
+) -> dict:
     """JSON Schema of a tool's input -> the OpenAPI-3 subset Google's functionDeclarations.parameters accepts.
 
     ``validated`` is true for models that run function calling in VALIDATED mode (Claude), which rejects
     an object schema without properties: such objects get a placeholder ``reason`` property. ``frozen``
     emits ``FrozenDict``/``FrozenList`` (for a result shared between requests): sealing each node as it is
-    emitted costs much less than freezing the result afterwards (a second walk).
+    emitted costs much less than freezing the result afterwards (a second walk). ``budget`` is the request's
+    (a fresh one of MAX_OUTPUT_BYTES without it); SchemaTooLarge once it is spent.
     """
-    return _Cleaner(schema, placeholder=validated, closed_hint=True, frozen=frozen).clean()
+    return _Cleaner(schema, placeholder=validated, closed_hint=True, frozen=frozen, budget=budget).clean()
 
 
-def clean_response_schema(schema: dict | None) -> dict:
+def clean_response_schema(schema: dict | None, *, budget: SchemaBudget | None = None) -> dict:
     """JSON Schema for response_format json_schema -> generationConfig.responseSchema.
 
     Same cleaning as for tools, but without placeholder properties (they would appear in the model's
     answer) and without the ``additionalProperties`` hint (the upstream emits declared properties only).
     """
-    return _Cleaner(schema, placeholder=False, closed_hint=False).clean()
+    return _Cleaner(schema, placeholder=False, closed_hint=False, budget=budget).clean()
 
 
 class _Cleaner:
     """The state of one cleaning call.
 
     ``$ref`` lookups need the root, the cycle guard needs the refs being inlined on the current path,
-    and the expansion budget spans the whole call. None of it outlives the call.
+    and the expansion budget spans the whole call. None of it outlives the call but what ``output`` spent.
     """
 
-    __slots__ = ("root", "placeholder", "closed_hint", "frozen", "active", "budget")
+    __slots__ = ("root", "placeholder", "closed_hint", "frozen", "active", "budget", "output", "size")
 
-    def __init__(self, root: t.Any, *, placeholder: bool, closed_hint: bool, frozen: bool = False) -> None:
+    def __init__(
+        self, root: t.Any, *, placeholder: bool, closed_hint: bool, frozen: bool = False,
+        budget: SchemaBudget | None = None,
+    ) -> None:
         self.root = root if isinstance(root, dict) else {}
         self.placeholder = placeholder
         self.closed_hint = closed_hint
@@ -102,13 +138,23 @@ class _Cleaner:
         # "#" is the root itself, which is being cleaned from the start.
         self.active: set[str] = {"#"}
         self.budget = _MAX_REF_EXPANSIONS
+        self.output = budget if budget is not None else SchemaBudget()
+        # Bytes emitted so far (estimated), checked against what the request has left.
+        self.size = 0
 
     def clean(self) -> dict:
         """Clean the root. Unlike a nested ``{}``, an empty root is an (empty) object schema."""
         followed: list[str] = []
         node = self._resolve(self.root, followed, 0)
         self.active.update(followed)
-        return self._build(node, 0, (), top=True)
+        out = self._build(node, 0, (), top=True)
+        self.output.left -= self.size
+        return out
+
+    def _emitted(self, size: int) -> None:
+        self.size += size
+        if self.size > self.output.left:
+            raise self.output.exceeded()
 
     def _schema(self, node: t.Any, depth: int) -> dict:
         """Clean a nested schema: a property, ``items``, or a union branch."""
@@ -276,10 +322,13 @@ class _Cleaner:
             nullable = nullable or null_type
         out: dict = {"type": type_}
 
+        size = _NODE_BYTES
         if "enum" in node or "const" in node:
             nullable = _add_enum(node, out, notes) or nullable
-            if self.frozen and "enum" in out:
-                out["enum"] = FrozenList(out["enum"])
+            if "enum" in out:
+                size += sum(len(member) + 3 for member in out["enum"])
+                if self.frozen:
+                    out["enum"] = FrozenList(out["enum"])
 
         constraints = None
         for key in node:
@@ -313,9 +362,12 @@ class _Cleaner:
         if description.__class__ is not str or not description:
             description = None
         if notes:
-            out["description"] = " ".join([description, *notes] if description else notes)
+            out["description"] = description = " ".join([description, *notes] if description else notes)
         elif description:
             out["description"] = description
+        self.size += size + len(description) if description else size
+        if self.size > self.output.left:
+            raise self.output.exceeded()
         if nullable:
             out["nullable"] = True
         return FrozenDict(out) if self.frozen else out
@@ -326,8 +378,11 @@ class _Cleaner:
         declared = node.get("properties")
         if isinstance(declared, dict):
             # Keys here are property names, never keywords: a property may well be called "format".
+            names = 0
             for name, sub in declared.items():
                 properties[name] = self._schema(sub, depth + 1)
+                names += len(name)
+            self._emitted(2 * names + 8 * len(properties))  # each name as a key and in ``required``
         if properties:
             out["properties"] = FrozenDict(properties) if self.frozen else properties
             wanted = node.get("required")

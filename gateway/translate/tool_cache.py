@@ -15,6 +15,9 @@ cleaned schema is kept, keyed by the exact JSON of its input schema:
   ``pickle``, ``dict(...)``) is plain and may be modified.
 * It is bounded in entries and in bytes (least recently used goes first), and a lock keeps the bookkeeping
   consistent across threads; under gevent no switch can happen inside it. Cleaning runs outside the lock.
+  An entry counts the key's bytes plus the cleaned schema's (as the cleaner measured them while building it):
+  through ``$ref`` a small input can clean to a much larger output.
+* A hit spends the request's ``SchemaBudget`` as the cleaning did, so cached schemas cannot get around it.
 """
 
 from __future__ import annotations
@@ -24,21 +27,22 @@ from collections import OrderedDict
 
 import orjson
 
-from .json_schema import clean_tool_schema
+from .json_schema import SchemaBudget, clean_tool_schema
 
 __all__ = ["ToolSchemaCache"]
 
 #: A Claude Code session has about 20 tools and MCP servers add some; several sessions share a worker.
 DEFAULT_MAX_ENTRIES = 1024
-#: Key plus cleaned JSON. A schema larger than a quarter of this is not cached at all.
+#: Key plus cleaned JSON. An entry larger than a quarter of this is not cached at all.
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 
 
 class _Entry:
-    __slots__ = ("cleaned", "size")
+    __slots__ = ("cleaned", "output", "size")
 
-    def __init__(self, cleaned: dict, size: int) -> None:
+    def __init__(self, cleaned: dict, output: int, size: int) -> None:
         self.cleaned = cleaned
+        self.output = output  # bytes of cleaned JSON (the cleaner's estimate), spent again on every hit
         self.size = size
 
 
@@ -61,12 +65,16 @@ class ToolSchemaCache:
     def size_bytes(self) -> int:
         return self._bytes
 
-    def clean(self, schema: dict | None, *, validated: bool) -> dict:
-        """The cleaned schema: from the cache (frozen) when this exact schema was cleaned before."""
+    def clean(self, schema: dict | None, *, validated: bool, budget: SchemaBudget | None = None) -> dict:
+        """The cleaned schema: from the cache (frozen) when this exact schema was cleaned before.
+
+        ``budget`` is the request's (see ``json_schema``); SchemaTooLarge when this schema would exceed it.
+        """
+        budget = budget if budget is not None else SchemaBudget()
         try:
             key = (validated, orjson.dumps(schema))
         except TypeError:  # orjson.JSONEncodeError: not exactly representable as a key.
-            return clean_tool_schema(schema, validated=validated)
+            return clean_tool_schema(schema, validated=validated, budget=budget)
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
@@ -75,26 +83,30 @@ class ToolSchemaCache:
             else:
                 self.misses += 1
         if entry is not None:
+            if entry.output > budget.left:
+                raise budget.exceeded()
+            budget.left -= entry.output
             return entry.cleaned
-        return self._store(key, clean_tool_schema(schema, validated=validated, frozen=True))
+        before = budget.left
+        cleaned = clean_tool_schema(schema, validated=validated, frozen=True, budget=budget)
+        return self._store(key, cleaned, before - budget.left)
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
             self._bytes = 0
 
-    def _store(self, key: tuple[bool, bytes], cleaned: dict) -> dict:
-        """Remember a (frozen) cleaning result unless it is too large."""
-        # The key's JSON bytes, twice: the cleaned schema is about as large or smaller (an estimate; Python
-        # objects take several times more than their JSON).
-        size = len(key[1]) * 2
+    def _store(self, key: tuple[bool, bytes], cleaned: dict, output: int) -> dict:
+        """Remember a (frozen) cleaning result of ``output`` bytes unless it is too large."""
+        # JSON bytes (Python objects take several times more, but in proportion).
+        size = len(key[1]) + output
         if size * 4 > self.max_bytes:
             return cleaned
         with self._lock:
             previous = self._entries.pop(key, None)
             if previous is not None:
                 self._bytes -= previous.size
-            self._entries[key] = _Entry(cleaned, size)
+            self._entries[key] = _Entry(cleaned, output, size)
             self._bytes += size
             while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
                 _, evicted = self._entries.popitem(last=False)
