@@ -21,8 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from .security import private_dir, private_file
-
 V = TypeVar("V")
 
 log = logging.getLogger(__name__)
@@ -33,19 +31,15 @@ PRUNE_EVERY = 256
 
 class SharedTTLCache(Generic[V]):
     """``put``/``get`` with expiry, in table ``table`` of ``path``; values go through JSON (``decode`` restores
-    what JSON cannot say, such as tuples). Bounded to ``max_items`` rows and, given ``max_bytes``, to that much
-    JSON, oldest first; the bounds are enforced every ``prune_every`` writes."""
+    what JSON cannot say, such as tuples). Bounded to ``max_items`` rows, oldest first."""
 
     def __init__(self, path: Path, table: str, *, max_items: int, ttl: float,
-                 decode: Callable[[Any], V] = lambda value: value, max_bytes: int | None = None,
-                 prune_every: int | None = None) -> None:
+                 decode: Callable[[Any], V] = lambda value: value) -> None:
         if not table.isidentifier():
             raise ValueError(f"not a table name: {table!r}")
         self.path = path
         self.table = table
         self.max_items = max_items
-        self.max_bytes = max_bytes
-        self.prune_every = prune_every or PRUNE_EVERY
         self.ttl = ttl
         self.decode = decode
         self._lock = threading.Lock()
@@ -61,7 +55,7 @@ class SharedTTLCache(Generic[V]):
                 db = self._db()
                 db.execute(f"INSERT OR REPLACE INTO {self.table} (key, expires, value) VALUES (?, ?, ?)", row)
                 self._writes += 1
-                if self._writes % self.prune_every == 0:
+                if self._writes % PRUNE_EVERY == 0:
                     self._prune(db)
         except (sqlite3.Error, OSError) as exc:
             log.warning("shared memory %s: could not write (%s)", self.path, exc)
@@ -78,32 +72,15 @@ class SharedTTLCache(Generic[V]):
             return None
         return self.decode(json.loads(row[1]))
 
-    def delete(self, key: str) -> bool:
-        """Forget ``key``; whether it was there (a failing file says no, with a warning)."""
-        try:
-            with self._lock:
-                cursor = self._db().execute(f"DELETE FROM {self.table} WHERE key = ?", (key,))
-        except (sqlite3.Error, OSError) as exc:
-            log.warning("shared memory %s: could not delete (%s)", self.path, exc)
-            return False
-        return cursor.rowcount > 0
-
     def _prune(self, db: sqlite3.Connection) -> None:
         db.execute(f"DELETE FROM {self.table} WHERE expires < ?", (time.time(),))
         db.execute(f"DELETE FROM {self.table} WHERE key IN (SELECT key FROM {self.table} ORDER BY expires DESC "
                    f"LIMIT -1 OFFSET ?)", (self.max_items,))
-        if self.max_bytes is not None:  # the values are ASCII JSON: characters are bytes
-            db.execute(f"DELETE FROM {self.table} WHERE key IN (SELECT key FROM (SELECT key, SUM(LENGTH(value)) "
-                       f"OVER (ORDER BY expires DESC) AS total FROM {self.table}) WHERE total > ?)",
-                       (self.max_bytes,))
 
     def _db(self) -> sqlite3.Connection:
         """This process's connection: opened on first use, again after a fork (a connection must not cross one)."""
         if self._connection is None or self._pid != os.getpid():
-            # It holds reasoning text: the directory 0700, the file 0600, whatever the umask. SQLite makes a new
-            # file 0644 itself, and gives the -wal and -shm files the mode of the database file.
-            private_dir(self.path.parent)
-            os.close(private_file(self.path))
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # it holds reasoning text
             db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=OFF")

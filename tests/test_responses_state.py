@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway import sealed, sharedcache
+from gateway import sealed
 from gateway.sealed import Sealer, derive_key, server_sealer, shared_key
 from gateway.state import MemoryStore, SQLiteStore
+from gateway.state import local
 from gateway.state import responses as state
-from gateway.state.responses import LocalResponses, SharedResponses, StateResponses, response_store
+from gateway.state.responses import LocalResponses, StateResponses, response_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +24,7 @@ def store(request, tmp_path):  # noqa: ANN001, ANN201
     """The two stores of one machine, bounded in bytes."""
     if request.param == "local":
         return LocalResponses(ttl=60, max_bytes=10_000)
-    return SharedResponses(tmp_path, ttl=60, max_bytes=10_000)
+    return response_store(MemoryStore(), tmp_path, shared=False, ttl=60, max_bytes=10_000)
 
 
 def test_put_get_delete(store) -> None:
@@ -39,7 +40,7 @@ def test_put_get_delete(store) -> None:
 def test_records_expire(store, monkeypatch) -> None:
     now = [1000.0]
     monkeypatch.setattr(state.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(sharedcache.time, "time", lambda: now[0])
+    monkeypatch.setattr(local.time, "time", lambda: now[0])
     store.put("resp_1", {"n": 1})
     now[0] += 59
     assert store.get("resp_1") == {"n": 1}
@@ -50,7 +51,7 @@ def test_records_expire(store, monkeypatch) -> None:
 def test_the_store_is_bounded_in_bytes_oldest_first(store, monkeypatch) -> None:
     now = [1000.0]
     monkeypatch.setattr(state.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(sharedcache.time, "time", lambda: now[0])
+    monkeypatch.setattr(local.time, "time", lambda: now[0])
     for n in range(40):  # 40 records of about 1 KB in a 10 KB store
         now[0] += 1
         store.put(f"resp_{n}", {"text": "x" * 1000})
@@ -60,8 +61,10 @@ def test_the_store_is_bounded_in_bytes_oldest_first(store, monkeypatch) -> None:
 
 
 def test_workers_share_the_sqlite_store(tmp_path) -> None:
-    writer = ("import sys; from pathlib import Path; from gateway.state.responses import SharedResponses;"
-              "SharedResponses(Path(sys.argv[1]), ttl=60, max_bytes=10**6).put('resp_1', {'owner': 'o'})")
+    writer = ("import sys; from pathlib import Path; from gateway.state import MemoryStore;"
+              "from gateway.state.responses import response_store;"
+              "response_store(MemoryStore(), Path(sys.argv[1]), shared=False, ttl=60, max_bytes=10**6)"
+              ".put('resp_1', {'owner': 'o'})")
     subprocess.run([sys.executable, "-c", writer, str(tmp_path)], cwd=ROOT, check=True)
     found = response_store(MemoryStore(), tmp_path, shared=False, ttl=60, max_bytes=10**6)
     assert found.get("resp_1") == {"owner": "o"}

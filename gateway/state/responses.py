@@ -2,8 +2,9 @@
 
 Three calls (``put``, ``get``, ``delete``) over one of three places. Stored responses are large (a response
 holds the whole conversation it answered), unlike what the state store keeps, so on one machine they get a
-store of their own, bounded in bytes: the process's memory, or an SQLite file gunicorn's workers share
-(``sharedcache``), since a client's next turn reaches whichever worker takes its connection. With Redis
+store of their own, bounded in bytes: the process's memory, or an SQLite file gunicorn's workers share (the
+state store's SQLite kind, in a file of its own), since a client's next turn reaches whichever worker takes its
+connection. With Redis
 (``GATEWAY_REDIS_URL``) they go to the state store every instance shares, where each expires on its own and
 Redis's memory policy is the bound; a record larger than the whole bound is not kept.
 """
@@ -12,14 +13,15 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..sharedcache import SharedTTLCache
 from .base import StateStore
+from .local import SQLiteStore
 
 log = logging.getLogger(__name__)
 
@@ -77,22 +79,29 @@ class LocalResponses:
         return found is not None
 
 
-class SharedResponses:
-    """In an SQLite file of the shared-state directory, which every worker of the machine opens."""
+class ResponsesFile(SQLiteStore):
+    """An SQLite store of their own for the workers of one machine, cut back to ``max_bytes`` of records, oldest
+    first, every few writes (the shared state store bounds its rows by number: these are large)."""
 
-    def __init__(self, directory: Path, *, ttl: float, max_bytes: int) -> None:
-        self._cache: SharedTTLCache[dict[str, Any]] = SharedTTLCache(
-            directory / "responses.sqlite3", "responses", max_items=MAX_RECORDS, ttl=ttl, max_bytes=max_bytes,
-            prune_every=PRUNE_EVERY)
+    def __init__(self, path: Path, *, max_bytes: int) -> None:
+        super().__init__(path, MAX_RECORDS)
+        self.max_bytes = max_bytes
+        self._puts = 0
 
-    def put(self, response_id: str, record: dict[str, Any]) -> None:
-        self._cache.put(response_id, record)
+    def put(self, key: str, value: Any, ttl: float | None = None) -> None:
+        super().put(key, value, ttl)
+        self._puts += 1
+        if self._puts % PRUNE_EVERY == 0:
+            self._cut()
 
-    def get(self, response_id: str) -> dict[str, Any] | None:
-        return self._cache.get(response_id)
-
-    def delete(self, response_id: str) -> bool:
-        return self._cache.delete(response_id)
+    def _cut(self) -> None:
+        try:
+            with self._lock:  # the values are ASCII JSON: characters are bytes
+                self._db().execute(
+                    "DELETE FROM state WHERE key IN (SELECT key FROM (SELECT key, SUM(LENGTH(value)) OVER "
+                    "(ORDER BY expires DESC) AS total FROM state) WHERE total > ?)", (self.max_bytes,))
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("stored responses %s: could not prune (%s)", self.path, exc)
 
 
 class StateResponses:
@@ -126,5 +135,6 @@ def response_store(state: StateStore, directory: Path | None, *, shared: bool, t
     if shared:
         return StateResponses(state, ttl=ttl, max_bytes=max_bytes)
     if directory is not None:
-        return SharedResponses(directory, ttl=ttl, max_bytes=max_bytes)
+        return StateResponses(ResponsesFile(directory / "responses.sqlite3", max_bytes=max_bytes), ttl=ttl,
+                              max_bytes=max_bytes)
     return LocalResponses(ttl=ttl, max_bytes=max_bytes)
