@@ -101,10 +101,10 @@ def share_metrics_between_workers() -> str:
 
 
 def share_memory_between_workers() -> str:
-    """One directory for the workers' shared signature memory (``GATEWAY_SHARED_STATE_DIR``, else a temporary one).
+    """One directory for the state the workers share (``GATEWAY_SHARED_STATE_DIR``, else a temporary one).
 
     A client's next turn reaches whichever worker takes its connection; the signatures and the thinking kept
-    for it must be there too (``gateway/sharedcache.py``).
+    for it, cooldowns and the rest must be there too (``gateway/state/local.py``, or Redis when configured).
     """
     directory = os.environ.get("GATEWAY_SHARED_STATE_DIR")
     if not directory:

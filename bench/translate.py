@@ -50,7 +50,7 @@ def measure(size: int, model: str = "claude-opus-4-6-thinking") -> dict[str, flo
 
     def translate() -> dict[str, Any]:
         canonical = MESSAGES_SCHEMA.load(body)
-        info = catalog.resolve(canonical.model, thinking=canonical.thinking is not None)
+        info = catalog.resolve(canonical.model)
         return build_request(canonical, info, project="bench-project", signatures=signatures).body
 
     def cold(step: Callable[[], Any]) -> Callable[[], Any]:
@@ -64,7 +64,7 @@ def measure(size: int, model: str = "claude-opus-4-6-thinking") -> dict[str, flo
         return build_request(canonical, info, project="p", signatures=signatures)
 
     canonical = MESSAGES_SCHEMA.load(body)
-    info = catalog.resolve(canonical.model, thinking=True)
+    info = catalog.resolve(canonical.model)
     upstream = translate()
     figures = {
         "request_bytes": len(raw),

@@ -202,7 +202,7 @@ class Catalog:
         resolved = _resolve(name, self._listing, self._aliases)
         return resolved is not None and resolved.id == model.id
 
-    def resolve(self, name: str, *, thinking: bool = False) -> ModelInfo:
+    def resolve(self, name: str) -> ModelInfo:
         """Map a client's model name to an upstream model, or raise NotFound naming /v1/models.
 
         In order: GATEWAY_MODEL_ALIASES; an exact listed id; a deprecated id's successor; a tier suffix onto

@@ -35,10 +35,10 @@ from .accounts.refusals import SUSPENDED, account_refusal
 from .accounts.store import (
     AccountsFileError,
     AccountsSource,
-    EnvSource,
     FileSource,
     account_entries,
     export_line,
+    open_source,
     read_accounts_file,
 )
 from .state import open_store
@@ -374,9 +374,8 @@ def export(settings: config.Settings, args: argparse.Namespace) -> int:
 
 def accounts_source(settings: config.Settings) -> AccountsSource:
     """The accounts the server reads: GATEWAY_ACCOUNTS_JSON (overrides in the shared state) or the file."""
-    if settings.accounts_json:
-        return EnvSource(settings.accounts_json, open_store(settings.redis_url, settings.shared_state_dir))
-    return FileSource(settings.accounts_file)
+    state = open_store(settings.redis_url, settings.shared_state_dir)
+    return open_source(settings.accounts_json, settings.accounts_file, state, shared=bool(settings.redis_url))
 
 
 def _say(text: str) -> None:

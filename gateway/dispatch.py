@@ -119,7 +119,7 @@ class Dispatcher:
 
     def resolve_model(self, request: Request) -> ModelInfo:
         self.before_resolve()
-        return self.catalog.resolve(request.model, thinking=request.thinking is not None)
+        return self.catalog.resolve(request.model)
 
     def events(self, request: Request, outcome: Outcome | None = None, model: ModelInfo | None = None) -> Iterator[Event]:
         """The answer as canonical events. Raises GatewayError before the first event if nothing serves it.

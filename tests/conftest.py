@@ -93,6 +93,21 @@ def accounts_file(tmp_path: Path) -> Path:
     )
 
 
+# Three accounts: alice (the ``fake`` fixture's), bob and carol.
+EMAILS = ["alice@example.com", "bob@example.com", "carol@example.com"]
+TOKENS = {"alice@example.com": REFRESH_TOKEN, "bob@example.com": "1//refresh-bob",
+          "carol@example.com": "1//refresh-carol"}
+
+
+@pytest.fixture
+def trio_file(fake: FakeCloudCode, tmp_path: Path) -> Path:
+    """alice (from the fake fixture), bob and carol, all usable, in one accounts file."""
+    for email in EMAILS[1:]:
+        fake.add_account(email, refresh_token=TOKENS[email], project_id=f"proj-{email.split('@')[0]}")
+    entries = [{"email": e, "refreshToken": TOKENS[e], "projectId": f"proj-{e.split('@')[0]}"} for e in EMAILS]
+    return write_accounts(tmp_path / "accounts.json", entries)
+
+
 @pytest.fixture
 def gateway(fake: FakeCloudCode, accounts_file: Path) -> Iterator[GatewayServer]:
     settings = gateway_settings(fake, accounts_file)

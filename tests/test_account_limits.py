@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import requests
 
-from tests.conftest import REFRESH_TOKEN, saved_accounts
+from tests.conftest import EMAILS, REFRESH_TOKEN, TOKENS, saved_accounts
 from tests.fake_cloudcode import Reply
-from tests.test_accounts_pool import EMAILS, LONG_LIMIT, TOKENS, ask, post, running, trio_file  # noqa: F401 - fixture
+from tests.test_accounts_pool import LONG_LIMIT, ask, post, running
 
 
 def in_hours(hours: float) -> str:

@@ -13,9 +13,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import requests
 
-from tests.conftest import REFRESH_TOKEN
+from tests.conftest import REFRESH_TOKEN, TOKENS
 from tests.fake_cloudcode import FakeCloudCode
-from tests.test_accounts_pool import TOKENS, running, trio_file  # noqa: F401 - fixture
+from tests.test_accounts_pool import running
 
 ROOT = Path(__file__).resolve().parent.parent
 

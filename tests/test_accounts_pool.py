@@ -14,28 +14,16 @@ import pytest
 import requests
 
 from gateway.dispatch import FALLBACK_HEADER
-from tests.conftest import REFRESH_TOKEN, gateway_settings, saved_accounts, serve, write_accounts
+from tests.conftest import EMAILS, REFRESH_TOKEN, TOKENS, gateway_settings, saved_accounts, serve
 from tests.fake_cloudcode import FakeCloudCode, Reply
 from tests.test_anthropic_api import sse_events
 
-EMAILS = ["alice@example.com", "bob@example.com", "carol@example.com"]
-TOKENS = {"alice@example.com": REFRESH_TOKEN, "bob@example.com": "1//refresh-bob",
-          "carol@example.com": "1//refresh-carol"}
 MODEL = "claude-sonnet-4-6"
 LONG_LIMIT = dict(reason="QUOTA_EXHAUSTED", retry_delay="3600s", quota_reset_delay="1h0m0s")
 
 
 def ask(text: str = "hi", **extra) -> dict:
     return {"model": MODEL, "max_tokens": 50, "messages": [{"role": "user", "content": text}], **extra}
-
-
-@pytest.fixture
-def trio_file(fake: FakeCloudCode, tmp_path: Path) -> Path:
-    """alice (from the fake fixture), bob and carol, all usable, in one accounts file."""
-    for email in EMAILS[1:]:
-        fake.add_account(email, refresh_token=TOKENS[email], project_id=f"proj-{email.split('@')[0]}")
-    entries = [{"email": e, "refreshToken": TOKENS[e], "projectId": f"proj-{e.split('@')[0]}"} for e in EMAILS]
-    return write_accounts(tmp_path / "accounts.json", entries)
 
 
 @contextmanager

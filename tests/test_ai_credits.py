@@ -13,7 +13,7 @@ from gateway.config import ConfigError, Settings
 from gateway.upstream.errors import UpstreamHTTPError
 from tests.fake_cloudcode import ERROR_INFO, Reply
 from tests.test_account_limits import in_hours
-from tests.test_accounts_pool import MODEL, ask, post, running, trio_file  # noqa: F401 - fixture
+from tests.test_accounts_pool import MODEL, ask, post, running
 
 NOW = 1_800_000_000.0
 OPUS = "claude-opus-4-6-thinking"

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from gateway.accounts.store import update_accounts_file, write_accounts_file
-from gateway.sharedcache import SharedTTLCache
+from gateway.state import SQLiteStore
 
 
 def mode(path: Path) -> int:
@@ -39,9 +39,9 @@ def test_accounts_file_its_lock_and_new_directories(tmp_path, umask) -> None:
 
 def test_shared_state_sqlite_files(tmp_path, umask) -> None:
     path = tmp_path / "state" / "signatures.sqlite3"
-    cache = SharedTTLCache(path, "sigs", max_items=10, ttl=60)
-    cache.put("k", {"v": 1})
-    assert cache.get("k") == {"v": 1}
+    store = SQLiteStore(path)
+    store.put("k", {"v": 1}, 60)
+    assert store.get("k") == {"v": 1}
     made = sorted(p.name for p in path.parent.iterdir())
     assert made == ["signatures.sqlite3", "signatures.sqlite3-shm", "signatures.sqlite3-wal"]
     assert {p.name: mode(p) for p in path.parent.iterdir()} == dict.fromkeys(made, 0o600)
@@ -56,7 +56,7 @@ def test_an_existing_lock_or_database_is_made_private(tmp_path, umask) -> None:
     database.touch()
     database.chmod(0o666)
     update_accounts_file(tmp_path / "accounts.json", lambda data: None)
-    SharedTTLCache(database, "t", max_items=1, ttl=1).put("k", 1)
+    SQLiteStore(database).put("k", 1, 1)
     assert mode(lock) == 0o600 and mode(database) == 0o600
 
 

@@ -19,9 +19,10 @@ from gateway.accounts.pool import (
     parse_windows,
     window_kind,
 )
+from tests.conftest import EMAILS
 from tests.test_account_limits import in_hours
 from tests.test_accounts_cli import cli
-from tests.test_accounts_pool import EMAILS, MODEL, ask, post, running, trio_file  # noqa: F401 - fixture
+from tests.test_accounts_pool import MODEL, ask, post, running
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc).timestamp()
 CLAUDE = "Claude and GPT-OSS"

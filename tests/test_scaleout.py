@@ -15,7 +15,7 @@ import pytest
 import redis
 import requests
 
-from gateway.accounts.store import EnvSource, account_entries
+from gateway.accounts.store import EnvSource, SharedSource, account_entries
 from gateway.state import MemoryStore
 from tests.conftest import REFRESH_TOKEN, ROOT, free_port, write_accounts
 from tests.fake_cloudcode import FakeCloudCode, Reply
@@ -154,10 +154,10 @@ def test_redis_stopped_and_started_mid_run(fake, accounts_file, own_redis) -> No
 def test_env_accounts_keep_what_is_learned_as_overrides() -> None:
     state = MemoryStore()
     value = json.dumps({"accounts": [{"email": "a@x.org", "refreshToken": "1//secret", "enabled": True}]})
-    source = EnvSource(value, state)
+    source = SharedSource(EnvSource(value), state)
     source.update_entry("a@x.org", {"projectId": "p-1", "isInvalid": True})
     assert state.get("account:a@x.org") == {"projectId": "p-1", "isInvalid": True}
-    [entry] = account_entries(EnvSource(value, state).read())  # another process
+    [entry] = account_entries(SharedSource(EnvSource(value), state).read())  # another process
     assert entry == {"email": "a@x.org", "refreshToken": "1//secret", "enabled": True, "projectId": "p-1",
                      "isInvalid": True}
 
@@ -185,3 +185,33 @@ def test_the_cli_changes_env_accounts_through_the_shared_state(tmp_path, redis_d
     added = subprocess.run([sys.executable, "-m", "gateway", "accounts", "add", "--no-browser"], cwd=ROOT, env=env,
                            capture_output=True, text=True)
     assert added.returncode == 1 and "accounts export" in added.stderr
+
+
+def test_an_account_mark_reaches_every_instance_each_with_its_own_accounts_file(fake, tmp_path, redis_db) -> None:
+    """Two machines, each with its own copy of the accounts file: Google bans alice through one, and the other
+    stops using her too; `accounts enable` (with the same Redis) lifts it for both."""
+    files = [write_accounts(tmp_path / f"machine{n}.json", two_accounts(fake) if n == 0 else
+                            json.loads((tmp_path / "machine0.json").read_text())["accounts"]) for n in range(2)]
+    fake.suspend("alice@example.com")
+    common = {"GATEWAY_REDIS_URL": redis_db, "GATEWAY_ACCOUNT_STRATEGY": "sticky"}
+    with instance({**upstream_env(fake, files[0]), **common}) as first, \
+            instance({**upstream_env(fake, files[1]), **common}) as second:
+        assert post(first).status_code == 200  # alice refused (banned), bob served
+        deadline = time.monotonic() + 10  # each instance looks at the accounts' shared overrides every second
+        while not requests.get(f"{second}/health", timeout=5).json().get("suspended"):
+            assert time.monotonic() < deadline, "the second instance did not learn of the suspension"
+            time.sleep(0.2)
+        for _ in range(4):
+            assert post(second).status_code == 200
+        served = [(r.email, r.status) for r in fake.generate_requests()]
+        assert served.count(("alice@example.com", 403)) == 1 and len(served) == 6
+        assert "isSuspended" not in json.loads(files[1].read_text())["accounts"][0]  # learned from Redis
+        fake.suspend("alice@example.com", False)
+        enable = subprocess.run([sys.executable, "-m", "gateway", "accounts", "enable", "alice@example.com"],
+                                cwd=ROOT, capture_output=True, text=True,
+                                env={**upstream_env(fake, files[1]), **common})
+        assert enable.returncode == 0, enable.stderr
+        deadline = time.monotonic() + 10
+        while requests.get(f"{first}/health", timeout=5).json().get("suspended"):
+            assert time.monotonic() < deadline, "the first instance did not see the suspension lifted"
+            time.sleep(0.2)

@@ -104,3 +104,21 @@ def test_redis_down_then_back(own_redis, monkeypatch, caplog) -> None:
         assert store.health() == {"backend": "redis", "reachable": True}
         assert RedisStore(own_redis.url).get("k") == "again"
         assert any("reachable again" in r.message for r in caplog.records)
+
+
+def test_the_sqlite_store_is_cut_back_to_its_bound_oldest_first(tmp_path, monkeypatch) -> None:
+    from gateway.state import local
+
+    monkeypatch.setattr(local, "PRUNE_EVERY", 5)
+    store = SQLiteStore(tmp_path / "s.sqlite3", max_items=3)
+    for n in range(10):  # pruned after the 5th and the 10th write
+        store.put(f"k{n}", n, ttl=60 + n)
+    assert store.get_many([f"k{n}" for n in range(10)]) == [None] * 7 + [7, 8, 9]
+
+
+def test_an_unusable_sqlite_file_loses_entries_but_never_fails_a_request(tmp_path, caplog) -> None:
+    (tmp_path / "taken").write_text("a file where the directory should be")
+    store = SQLiteStore(tmp_path / "taken" / "s.sqlite3")
+    store.put("k", "claude")
+    assert store.get("k") is None
+    assert "could not write" in caplog.text and "could not read" in caplog.text

@@ -36,7 +36,7 @@ from ..errors import RateLimited, ServiceUnavailable
 from ..upstream.errors import parse_duration
 from .credentials import TokenSource
 from ..state import MemoryStore, StateStore
-from .store import AccountsFileError, AccountsSource, EnvSource, FileSource, account_entries
+from .store import AccountsFileError, AccountsSource, SharedSource, account_entries, open_source
 
 log = logging.getLogger(__name__)
 
@@ -357,8 +357,7 @@ class AccountPool:
         """The pool for GATEWAY_ACCOUNTS_JSON or the accounts file; unusable ones give an empty pool saying why."""
         state = state if state is not None else MemoryStore()
         try:
-            source: AccountsSource = (EnvSource(settings.accounts_json, state) if settings.accounts_json
-                                      else FileSource(settings.accounts_file))
+            source = open_source(settings.accounts_json, settings.accounts_file, state, shared=bool(settings.redis_url))
         except AccountsFileError as exc:
             pool = cls([], None, strategy=settings.account_strategy, settings=settings, state=state)
             pool.error = str(exc)
@@ -421,6 +420,9 @@ class AccountPool:
         """Bring in, in one round trip, what other workers and instances learned that this choice needs: their
         cooldowns on ``model``, their quota snapshots of it, and the account the conversation is bound to."""
         keys = [f"cooldown:{a.email}:{model}" for a in usable]
+        shared_marks = isinstance(self.source, SharedSource)
+        if shared_marks:  # a mark another instance made (a ban, a verification) keeps this one off too, at once
+            keys += [f"account:{a.email}" for a in usable]
         hybrid = self.strategy == "hybrid"
         if hybrid:
             keys += [f"quota:{a.email}:{model}" for a in usable]
@@ -430,12 +432,18 @@ class AccountPool:
         for account, until in zip(usable, values):
             if isinstance(until, (int, float)) and until > account.cooldowns.get(model, 0.0):
                 account.cooldowns[model] = until
+        rest = values[len(usable):]
+        if shared_marks:
+            for account, overrides in zip(usable, rest):
+                if isinstance(overrides, dict):
+                    _take_marks(account, overrides)
+            rest = rest[len(usable):]
         if not hybrid:
             return None
-        for account, quota in zip(usable, values[len(usable):]):
+        for account, quota in zip(usable, rest):
             if isinstance(quota, list) and len(quota) == 2:
                 account.quotas[model] = Quota(*quota)
-        email = values[-1] if session is not None else None
+        email = rest[-1] if session is not None else None
         return next((a for a in usable if a.email == email), None)
 
     def _choose(self, candidates: list[Account], model: str, session: str | None, bound: Account | None,
@@ -626,6 +634,14 @@ class AccountPool:
             log.info("accounts file changed: %d account(s)", len(self.accounts))
         finally:
             self._reload_lock.release()
+
+
+def _take_marks(account: Account, entry: dict[str, Any]) -> None:
+    """The marks of an entry that take an account out of rotation (lifting them waits for the next reload)."""
+    account.invalid_reason = account.invalid_reason or _invalid_reason(entry)
+    account.suspended_reason = account.suspended_reason or _suspended_reason(entry)
+    if entry.get("needsVerification") is True and not account.needs_verification:
+        account.needs_verification, account.verification_url = True, _text(entry.get("validationUrl"))
 
 
 def cooldown_seconds(account: Account, model: str, seconds: float, now: float) -> float:

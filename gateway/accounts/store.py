@@ -164,52 +164,107 @@ class FileSource(AccountsSource):
 class EnvSource(AccountsSource):
     """``GATEWAY_ACCOUNTS_JSON``: the accounts file's JSON in a variable, for a platform without a disk.
 
-    The variable cannot be written, so what the gateway learns about an account (its project id, a mark such as
-    ``isInvalid``) is kept in the state store as that account's overrides, and read back over the variable's
-    entries: on Redis it outlives restarts and reaches every instance. Adding or removing accounts means changing
-    the variable (``python -m gateway accounts export`` prints its value from an accounts file).
+    The variable cannot be written: what the gateway learns about an account goes to the shared state as
+    overrides (``SharedSource``). Adding or removing accounts means changing the variable (``python -m gateway
+    accounts export`` prints its value from an accounts file).
     """
 
     description = "GATEWAY_ACCOUNTS_JSON"
-    #: Fields never copied into the state store: the variable has them, and a refresh token is a secret.
-    FIXED = frozenset({"email", "refreshToken"})
 
-    def __init__(self, text: str, state: Any) -> None:
+    def __init__(self, text: str) -> None:
         try:
             data = json.loads(text)
         except ValueError as exc:
             raise AccountsFileError(f"GATEWAY_ACCOUNTS_JSON is not valid JSON: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("accounts"), list):
             raise AccountsFileError('GATEWAY_ACCOUNTS_JSON must hold a JSON object with an "accounts" list')
-        self._data = data
-        self._state = state
-
-    def _keys(self) -> list[str]:
-        return [f"account:{entry['email']}" for entry in account_entries(self._data)]
+        self._text = text
 
     def read(self) -> dict[str, Any]:
-        data = json.loads(json.dumps(self._data))
-        entries = account_entries(data)
-        for entry, overrides in zip(entries, self._state.get_many(self._keys())):
-            if isinstance(overrides, dict):
-                entry.update({k: v for k, v in overrides.items() if k not in self.FIXED})
+        return json.loads(self._text)
+
+    def update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        raise AccountsFileError("GATEWAY_ACCOUNTS_JSON cannot be changed from here: add or remove accounts in "
+                                "the variable (`python -m gateway accounts export` prints it from a file)")
+
+    def version(self) -> Any:
+        return None
+
+
+class SharedSource(AccountsSource):
+    """Another source, with what the gateway and the CLI changed in its entries kept in the shared state too.
+
+    Each account's changes (project id, marks, enabled) are its overrides under ``account:<email>``, read back over
+    the source's entries: with Redis, every instance sees a mark one of them made, and a restart keeps it even
+    where the source cannot be written (GATEWAY_ACCOUNTS_JSON). A writable source (a file) is updated as well.
+    """
+
+    #: Fields never copied into the shared state: the source has them, and a refresh token is a secret.
+    FIXED = frozenset({"email", "refreshToken"})
+
+    def __init__(self, base: AccountsSource, state: Any) -> None:
+        self.base = base
+        self.state = state
+        self.description = base.description
+        self.path = getattr(base, "path", None)
+        self._emails: list[str] | None = None
+
+    def _overrides(self, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        emails = self._emails = [entry["email"] for entry in account_entries(data)]
+        values = self.state.get_many([f"account:{email}" for email in emails])
+        return {email: value for email, value in zip(emails, values) if isinstance(value, dict)}
+
+    def _merge(self, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        overrides = self._overrides(data)
+        for entry in account_entries(data):
+            entry.update({k: v for k, v in overrides.get(entry["email"], {}).items() if k not in self.FIXED})
+        return overrides
+
+    def read(self) -> dict[str, Any]:
+        data = self.base.read()
+        self._merge(data)
         return data
 
     def update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        data = self.read()
-        change(data)
-        given = {entry["email"]: entry for entry in account_entries(self._data)}
-        after = {entry["email"]: entry for entry in account_entries(data)}
-        if set(after) != set(given):
-            raise AccountsFileError("GATEWAY_ACCOUNTS_JSON cannot be changed from here: add or remove accounts in "
-                                    "the variable (`python -m gateway accounts export` prints it from a file)")
-        for email, entry in after.items():
-            overrides = {k: v for k, v in entry.items() if k not in self.FIXED and given[email].get(k) != v}
-            self._state.put(f"account:{email}", overrides)
+        changed: dict[str, dict[str, Any]] = {}
+
+        def shared_change(data: dict[str, Any]) -> None:
+            overrides = self._merge(data)
+            before = {entry["email"]: dict(entry) for entry in account_entries(data)}
+            change(data)
+            for entry in account_entries(data):
+                email = entry["email"]
+                if email not in before:
+                    continue
+                diff = {k: v for k, v in entry.items() if k not in self.FIXED and before[email].get(k) != v}
+                if diff:
+                    changed[email] = {**overrides.get(email, {}), **diff}
+
+        if isinstance(self.base, EnvSource):
+            data = self.read()
+            emails = {entry["email"] for entry in account_entries(data)}
+            shared_change(data)
+            if {entry["email"] for entry in account_entries(data)} != emails:
+                self.base.update(change)  # says why it cannot
+        else:
+            data = self.base.update(shared_change)
+        for email, overrides in changed.items():
+            self.state.put(f"account:{email}", overrides)
         return data
 
     def version(self) -> Any:
-        return json.dumps(self._state.get_many(self._keys()), sort_keys=True)
+        """The source's own version and the accounts' overrides (another instance may have just marked one)."""
+        if self._emails is None:
+            self._emails = [entry["email"] for entry in account_entries(self.base.read())]
+        overrides = self.state.get_many([f"account:{email}" for email in self._emails])
+        return self.base.version(), json.dumps(overrides, sort_keys=True)
+
+
+def open_source(accounts_json: str | None, accounts_file: Path, state: Any, shared: bool) -> AccountsSource:
+    """The accounts as the settings give them; with ``shared`` state (Redis) or from the environment, what is
+    learned about them is kept in the state too, so that every instance sees it."""
+    base: AccountsSource = EnvSource(accounts_json) if accounts_json else FileSource(accounts_file)
+    return SharedSource(base, state) if shared or accounts_json else base
 
 
 def export_line(data: dict[str, Any]) -> str:
