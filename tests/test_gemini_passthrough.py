@@ -270,3 +270,25 @@ def test_upstream_judges_the_rest(gateway, fake) -> None:
     answer = post(gateway.url, FLASH, {"contents": [user("x")], "generationConfig": {"notAField": 1}})
     assert answer.status_code == 400
     assert 'Unknown name "notAField"' in answer.json()["error"]["message"]
+
+
+def test_paths_outside_the_served_methods(gateway, fake) -> None:
+    """Google's shape for everything under /v1beta and for Google's methods under /v1/models: embeddings (which
+    gemini-cli may ask for) have no Cloud Code counterpart."""
+    cases = [
+        (requests.post(f"{gateway.url}/v1beta/models/gemini-embedding-001:embedContent", json={}, timeout=5), 404),
+        (requests.post(f"{gateway.url}/v1/models/{FLASH}:batchEmbedContents", json={}, timeout=5), 404),
+        (requests.get(f"{gateway.url}/v1beta/models/{FLASH}:generateContent", timeout=5), 405),
+        (requests.get(f"{gateway.url}/v1beta/cachedContents", timeout=5), 404),
+        (requests.delete(f"{gateway.url}/v1beta/models", timeout=5), 405),
+    ]
+    for answer, status in cases:
+        assert answer.status_code == status, answer.text
+        assert set(answer.json()["error"]) == {"code", "message", "status"} and answer.json()["error"]["code"] == status
+    assert fake.generate_requests() == []
+
+
+def test_null_lists_are_absent_lists(gateway, fake) -> None:
+    """proto3 JSON reads null as absent: so does the lane."""
+    body = {"contents": [user("Hi")], "tools": None, "safetySettings": None, "generationConfig": None}
+    assert post(gateway.url, FLASH, body).status_code == 200

@@ -17,7 +17,7 @@ from ..catalog import ModelInfo
 from ..core.events import KeepAlive, collect
 from ..dispatch import Outcome
 from ..engine import passthrough
-from ..errors import NotFound
+from ..errors import GatewayError, NotFound
 from ..render import gemini as render
 from ..runtime import Gateway, current_gateway
 from ..schemas.gemini import check_passthrough, count_body, load_generation
@@ -50,6 +50,8 @@ def list_models() -> Response:
 @bp.get("/v1beta/models/<path:name>")
 def get_model(name: str) -> Response:
     """One model (``models.get``); a name that resolves answers with the model it resolves to."""
+    if name.rpartition(":")[2] in METHODS:
+        raise GatewayError(f"Method GET not allowed on {request.path}: its methods are POSTed", status=405)
     return jsonify(render.model_body(resolve(current_gateway(), name, "get")))
 
 

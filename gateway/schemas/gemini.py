@@ -88,11 +88,11 @@ def check_passthrough(body: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequest("contents is not specified", param="contents")
     try:
         for i, content in enumerate(_objects(contents, "contents")):
-            for j, part in enumerate(_objects(field(content, "parts", []), f"contents[{i}].parts")):
+            for j, part in enumerate(_objects(field(content, "parts") or [], f"contents[{i}].parts")):
                 _optional(part, "thoughtSignature", str, f"contents[{i}].parts[{j}]", "a string")
                 _optional(part, "text", str, f"contents[{i}].parts[{j}]", "a string")
-        for i, tool in enumerate(_objects(field(body, "tools", []), "tools")):
-            declarations = field(tool, "functionDeclarations", [])
+        for i, tool in enumerate(_objects(field(body, "tools") or [], "tools")):
+            declarations = field(tool, "functionDeclarations") or []
             for j, declaration in enumerate(_objects(declarations, f"tools[{i}].function_declarations")):
                 at = f"tools[{i}].function_declarations[{j}]"
                 for name in ("parameters", "parametersJsonSchema"):
