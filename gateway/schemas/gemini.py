@@ -153,12 +153,13 @@ class _Calls:
 
     def answer(self, name: str, raw_id: Any) -> str | None:
         wanted = _strip(raw_id, name)
-        match = next((c for c in self.open if c.id == wanted), None) if wanted else None
-        match = match or next((c for c in self.open if c.name == name), None) or (self.open[0] if self.open else None)
+        if wanted:
+            match = next((c for c in self.open if c.id == wanted), None)
+        else:
+            match = next((c for c in self.open if c.name == name), None) or (self.open[0] if self.open else None)
         if match is not None:
             self.open.remove(match)
-            return wanted or match.id
-        return wanted
+        return wanted or (match.id if match is not None else None)
 
 
 def _strip(raw_id: Any, name: str) -> str | None:
