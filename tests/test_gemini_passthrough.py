@@ -12,7 +12,7 @@ import json
 import pytest
 import requests
 
-from tests.conftest import gateway_settings, serve
+from tests.conftest import REFRESH_TOKEN, gateway_settings, serve, write_accounts
 from tests.fake_cloudcode import Reply, grounding_metadata
 
 FLASH = "gemini-3-flash-agent"
@@ -292,3 +292,68 @@ def test_null_lists_are_absent_lists(gateway, fake) -> None:
     """proto3 JSON reads null as absent: so does the lane."""
     body = {"contents": [user("Hi")], "tools": None, "safetySettings": None, "generationConfig": None}
     assert post(gateway.url, FLASH, body).status_code == 200
+
+
+# -- the engine it shares with the canonical lane ----------------------------------------------------------------
+
+
+@pytest.fixture
+def duo_file(fake, tmp_path):  # noqa: ANN001, ANN201
+    """alice (from the fake fixture) and bob, in one accounts file."""
+    fake.add_account("bob@example.com", refresh_token="1//refresh-bob", project_id="proj-bob")
+    return write_accounts(tmp_path / "accounts.json", [
+        {"email": "alice@example.com", "refreshToken": REFRESH_TOKEN, "projectId": "proj-alice"},
+        {"email": "bob@example.com", "refreshToken": "1//refresh-bob", "projectId": "proj-bob"}])
+
+
+LONG_LIMIT = dict(reason="QUOTA_EXHAUSTED", retry_delay="3600s", quota_reset_delay="1h0m0s")
+
+
+def test_rate_limit_moves_to_another_account(fake, duo_file) -> None:
+    fake.enqueue(Reply.error(429, **LONG_LIMIT), email="alice@example.com")
+    url, _, server = serve(gateway_settings(fake, duo_file, account_strategy="sticky"))
+    try:
+        answer = post(url, FLASH, {"contents": [user("Hi")]}, "streamGenerateContent", alt="sse")
+        assert answer.status_code == 200 and sse_chunks(answer)
+    finally:
+        server.shutdown()
+    calls = [(r.email, r.status, r.body["project"]) for r in fake.generate_requests()]
+    assert calls == [("alice@example.com", 429, "proj-alice"), ("bob@example.com", 200, "proj-bob")]
+
+
+def test_server_errors_and_empty_answers_are_retried(gateway, fake) -> None:
+    fake.enqueue(Reply.error(503), Reply.empty(), Reply.text("at last"))
+    answer = post(gateway.url, FLASH, {"contents": [user("Hi")]})
+    assert answer.status_code == 200
+    assert answer.json()["candidates"][0]["content"]["parts"] == [{"text": "at last", "thoughtSignature": ANY_SIGNATURE}]
+    assert [r.status for r in fake.generate_requests()] == [503, 200, 200]
+
+
+def test_fallback_only_to_a_model_the_lane_serves(fake, duo_file) -> None:
+    """GATEWAY_MODEL_FALLBACK to a Gemini model answers in place of an exhausted one; to a Claude model it cannot:
+    the client gets the 429."""
+    for email in ("alice@example.com", "bob@example.com"):
+        fake.enqueue(Reply.error(429, **LONG_LIMIT), email=email, model=FLASH)
+    url, _, server = serve(gateway_settings(fake, duo_file, model_fallbacks={FLASH: "gemini-pro-agent"}))
+    try:
+        answer = post(url, FLASH, {"contents": [user("Hi")]})
+        assert answer.status_code == 200 and answer.headers["X-Gateway-Fallback-Model"] == "gemini-pro-agent"
+    finally:
+        server.shutdown()
+    url, _, server = serve(gateway_settings(fake, duo_file, model_fallbacks={FLASH: "claude-sonnet-4-6"}))
+    try:
+        for email in ("alice@example.com", "bob@example.com"):
+            fake.enqueue(Reply.error(429, **LONG_LIMIT), email=email, model=FLASH)
+        answer = post(url, FLASH, {"contents": [user("Hi")]})
+        assert answer.status_code == 429 and answer.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+    finally:
+        server.shutdown()
+    assert "claude-sonnet-4-6" not in {r.body["model"] for r in fake.generate_requests()}
+
+
+class _AnySignature:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and other.startswith("C")
+
+
+ANY_SIGNATURE = _AnySignature()
