@@ -9,6 +9,7 @@ list is served under ``/v1beta`` only.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -132,8 +133,11 @@ def _canonical(
     return _stream(gateway, events, renderer.feed, renderer.error, renderer.trailer, framing, outcome)
 
 
-def _stream(gateway: Gateway, items: Any, feed: Any, error: Any, trailer: Any, framing: render.Framing,
-            outcome: Outcome) -> Response:
+def _stream(
+    gateway: Gateway, items: Iterator[Any], feed: Callable[[Any], list[bytes]], error: Callable[[GatewayError], bytes],
+    trailer: Callable[[], list[bytes]], framing: render.Framing, outcome: Outcome,
+) -> Response:
+    """The stream in its framing: SSE events with ``alt=sse``, else a JSON array (sse_response relays either)."""
     response = sse_response(items, feed, error, ping=render.PING, ping_interval=gateway.settings.ping_interval,
                             abort=outcome.abort, trailer=trailer)
     response.mimetype = framing.mimetype

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from ..catalog import ModelInfo
@@ -116,7 +117,7 @@ class Framing:
         return [b"]" if self._opened else b"[]"]
 
 
-def passthrough_feed(framing: Framing):  # noqa: ANN201 - the renderer sse_response calls
+def passthrough_feed(framing: Framing) -> Callable[[dict[str, Any] | KeepAlive], list[bytes]]:
     """The passthrough lane's items on the wire: its chunks as they are, a keep-alive as a newline."""
 
     def feed(item: dict[str, Any] | KeepAlive) -> list[bytes]:
