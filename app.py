@@ -72,7 +72,8 @@ def create_app(settings: Settings | None = None, *, pool: AccountPool | None = N
         g.access = logs.AccessRecord(request.method, request.path, family.name)
         if request.method == "OPTIONS" and settings.cors_origins:
             return Response(status=204)
-        keys.check(request.path, request.headers, family.auth_headers)
+        keys.check(request.path, request.headers, family.auth_headers,
+                   query_key=request.args.get(family.auth_query) if family.auth_query else None)
         return None
 
     @app.after_request
@@ -95,7 +96,7 @@ def create_app(settings: Settings | None = None, *, pool: AccountPool | None = N
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
             response.headers["Access-Control-Allow-Headers"] = request.headers.get(
                 "Access-Control-Request-Headers",
-                "authorization, content-type, x-api-key, anthropic-version, anthropic-beta")
+                "authorization, content-type, x-api-key, x-goog-api-key, anthropic-version, anthropic-beta")
             response.headers["Access-Control-Max-Age"] = "600"
 
     @app.get("/metrics")

@@ -32,13 +32,15 @@ def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8")).digest()
 
 
-# Where clients put the key unless their API family says otherwise: ``x-api-key`` (Anthropic style) or
-# ``Authorization: Bearer`` (both SDKs).
-KEY_HEADERS = ("x-api-key", "authorization")
+# Where clients put the key unless their API family says otherwise: ``x-api-key`` (Anthropic style),
+# ``x-goog-api-key`` (Google's SDKs) or ``Authorization: Bearer`` (the other SDKs).
+KEY_HEADERS = ("x-api-key", "x-goog-api-key", "authorization")
 
 
-def presented_key(headers: Mapping[str, str], names: Iterable[str] = KEY_HEADERS) -> str | None:
-    """The key a client sent in the first of the headers ``names`` it set (``authorization`` as a Bearer token)."""
+def presented_key(headers: Mapping[str, str], names: Iterable[str] = KEY_HEADERS,
+                  query_key: str | None = None) -> str | None:
+    """The key a client sent in the first of the headers ``names`` it set (``authorization`` as a Bearer token),
+    else ``query_key``: a ``?key=`` on the Gemini API, as older Google clients send it."""
     for name in names:
         value = headers.get(name, "")
         if name.lower() == "authorization":
@@ -47,7 +49,7 @@ def presented_key(headers: Mapping[str, str], names: Iterable[str] = KEY_HEADERS
                 continue
         if value.strip():
             return value.strip()
-    return None
+    return query_key.strip() if query_key and query_key.strip() else None
 
 
 def key_matches(presented: str | None, keys: Iterable[str]) -> bool:
@@ -78,9 +80,10 @@ class KeyChecker:
     def enforcing(self) -> bool:
         return bool(self.api_keys or self.admin_key)
 
-    def check(self, path: str, headers: Mapping[str, str], names: Iterable[str] = KEY_HEADERS) -> None:
+    def check(self, path: str, headers: Mapping[str, str], names: Iterable[str] = KEY_HEADERS, *,
+              query_key: str | None = None) -> None:
         """Raise AuthenticationFailed (or PermissionDenied) unless the request may reach ``path`` (with a key in
-        one of the headers ``names``)."""
+        one of the headers ``names``, or ``query_key``)."""
         if self.local_only:
             host = headers.get("Host")
             if host is not None and not loopback_name(_host_name(host)):
@@ -89,7 +92,7 @@ class KeyChecker:
                     "or [::1]; set GATEWAY_API_KEYS to serve other host names")
         if path in PUBLIC_PATHS:
             return
-        presented = presented_key(headers, names)
+        presented = presented_key(headers, names, query_key)
         if path in ADMIN_PATHS and self.admin_key:
             if key_matches(presented, [self.admin_key]):
                 return
@@ -99,7 +102,7 @@ class KeyChecker:
         if not self.api_keys:
             return
         if presented is None:
-            raise AuthenticationFailed("missing API key: send it as x-api-key or Authorization: Bearer")
+            raise AuthenticationFailed("missing API key: send it as x-api-key, x-goog-api-key or Authorization: Bearer")
         if not key_matches(presented, self.api_keys):
             raise AuthenticationFailed("invalid API key")
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from . import anthropic, openai_chat, openai_responses
+from . import anthropic, gemini, openai_chat, openai_responses
 from .registry import Call, Family, Registry
 
-REGISTRY = Registry([anthropic.FAMILY, openai_chat.FAMILY, openai_responses.FAMILY])
+# Gemini first: its :method calls under /v1/models are not the OpenAI model list's.
+REGISTRY = Registry([gemini.FAMILY, anthropic.FAMILY, openai_chat.FAMILY, openai_responses.FAMILY])
 
 __all__ = ["REGISTRY", "Call", "Family", "Registry"]

@@ -52,6 +52,8 @@ class Family:
     # The paths this family answers (a prefix owns the path itself and everything under it).
     prefixes: tuple[str, ...] = ()
     auth_headers: tuple[str, ...] = KEY_HEADERS
+    # A query parameter that may carry the key as well (Google's ``?key=``), or None.
+    auth_query: str | None = None
     blueprint: Blueprint | None = None
     # What a stream sends while the upstream is silent.
     ping: bytes = openai_render.PING
