@@ -19,12 +19,13 @@ from werkzeug.exceptions import HTTPException  # noqa: E402
 
 from gateway import fastjson, logs  # noqa: E402
 from gateway.accounts.pool import AccountPool  # noqa: E402
-from gateway.api import anthropic, openai, ops  # noqa: E402
+from gateway.api import anthropic, gemini, openai, ops  # noqa: E402
 from gateway.api.body import too_large  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 from gateway.errors import GatewayError  # noqa: E402
 from gateway.metrics import Metrics  # noqa: E402
 from gateway.render import anthropic as anthropic_render  # noqa: E402
+from gateway.render import gemini as gemini_render  # noqa: E402
 from gateway.render import openai as openai_render  # noqa: E402
 from gateway.runtime import Gateway  # noqa: E402
 from gateway.security import KeyChecker, exposure_error, loopback_name  # noqa: E402
@@ -36,6 +37,8 @@ _KINDS = {400: "invalid_request", 401: "authentication", 403: "permission", 404:
 
 
 def api_family(path: str) -> str:
+    if gemini.owns(path):
+        return "gemini"
     if path.startswith("/v1/messages"):
         return "anthropic"
     if path.startswith("/v1/chat/completions") or path.startswith("/v1/models"):
@@ -44,8 +47,11 @@ def api_family(path: str) -> str:
 
 
 def error_response(error: GatewayError) -> tuple[Response, int, dict[str, str]]:
-    """Any error, in the API format of the path it happened on (OpenAI's shape outside /v1/messages)."""
-    if api_family(request.path) == "anthropic":
+    """Any error, in the API format of the path it happened on (OpenAI's shape outside the other families)."""
+    family = api_family(request.path)
+    if family == "gemini":
+        return jsonify(gemini_render.error_body(error)), gemini_render.error_status(error), gemini_render.error_headers(error)
+    if family == "anthropic":
         headers = {}
         if error.retry_after is not None:
             headers["retry-after"] = str(max(1, int(error.retry_after + 0.999)))
@@ -78,6 +84,7 @@ def create_app(settings: Settings | None = None, *, pool: AccountPool | None = N
                       local_only=not (settings.api_keys or settings.allow_no_auth))
     app.register_blueprint(anthropic.bp)
     app.register_blueprint(openai.bp)
+    app.register_blueprint(gemini.bp)
     app.register_blueprint(ops.bp)
 
     @app.before_request
@@ -85,7 +92,7 @@ def create_app(settings: Settings | None = None, *, pool: AccountPool | None = N
         g.access = logs.AccessRecord(request.method, request.path, api_family(request.path))
         if request.method == "OPTIONS" and settings.cors_origins:
             return Response(status=204)
-        keys.check(request.path, request.headers)
+        keys.check(request.path, request.headers, query_key=request.args.get("key") if gemini.owns(request.path) else None)
         return None
 
     @app.after_request
@@ -108,7 +115,7 @@ def create_app(settings: Settings | None = None, *, pool: AccountPool | None = N
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
             response.headers["Access-Control-Allow-Headers"] = request.headers.get(
                 "Access-Control-Request-Headers",
-                "authorization, content-type, x-api-key, anthropic-version, anthropic-beta")
+                "authorization, content-type, x-api-key, x-goog-api-key, anthropic-version, anthropic-beta")
             response.headers["Access-Control-Max-Age"] = "600"
 
     @app.get("/metrics")

@@ -39,6 +39,8 @@ class ModelInfo:
     images: bool = True
     # The tier a name asked for on a ``-tiered`` id (``gemini-3.8-flash-high``): its thinking level.
     tier: str | None = None
+    # Tokens of input plus output the model takes (the listing's ``maxTokens``), when known.
+    context_window: int | None = None
 
     @property
     def owned_by(self) -> str:
@@ -106,7 +108,9 @@ def _levels(model_id: str, display_name: str, vendor: str, thinking: bool) -> tu
 
 
 def _m(id: str, name: str, max_out: int, thinking: bool, always: bool = False, vendor: str = GOOGLE) -> ModelInfo:
-    return ModelInfo(id, name, max_out, thinking, always, vendor, _levels(id, name, vendor, thinking))
+    window = 200_000 if vendor == ANTHROPIC else 1_048_576
+    return ModelInfo(id, name, max_out, thinking, always, vendor, _levels(id, name, vendor, thinking),
+                     context_window=window)
 
 
 # Until the first listing arrives (or when no account can fetch one): the models of late 2026.
@@ -130,6 +134,7 @@ def info_from_listing(model_id: str, entry: dict[str, Any]) -> ModelInfo:
     known = KNOWN_MODELS.get(model_id)
     thinking = bool(entry.get("supportsThinking")) or (known.thinking if known else False)
     max_out = entry.get("maxOutputTokens")
+    window = entry.get("maxTokens")
     default_max = known.max_output_tokens if known else (64000 if vendor == ANTHROPIC else 65536)
     return ModelInfo(
         id=model_id,
@@ -140,6 +145,8 @@ def info_from_listing(model_id: str, entry: dict[str, Any]) -> ModelInfo:
         vendor=vendor,
         thinking_levels=_levels(model_id, display, vendor, thinking),
         images=bool(entry.get("supportsImages", known.images if known else False)),  # proto3 omits false
+        context_window=int(window) if isinstance(window, (int, float)) and window > 0 else (
+            known.context_window if known else None),
     )
 
 

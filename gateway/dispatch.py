@@ -140,13 +140,14 @@ class Dispatcher:
 
     def begin(
         self, lane_for: Callable[[ModelInfo], Lane], model: ModelInfo, outcome: Outcome, *, name: str,
-        searching: bool = False,
+        searching: bool = False, serves: Callable[[ModelInfo], bool] = lambda model: True,
     ) -> Generator[Any, None, Iterator[Any]]:
         """Attempts with the lane for ``model`` until one produces content; returns the relay of the rest.
 
         Any lane: canonical events or a passthrough's chunks. Before the answer starts it yields only KeepAlive
         events. A model every account says does not exist is looked up again in a fresh listing (Google renames
-        models); one every account is out of quota for may be answered by its GATEWAY_MODEL_FALLBACK pair.
+        models); one every account is out of quota for may be answered by its GATEWAY_MODEL_FALLBACK pair. Either
+        replacement only if ``serves`` says the lane can serve it (a passthrough serves one maker's models).
         """
         outcome.requested = name
         try:
@@ -154,7 +155,7 @@ class Dispatcher:
                 return (yield from self._attempts(lane_for(model), outcome))
             except NotFound:
                 renamed = self._renamed(name, model)
-                if renamed is None:
+                if renamed is None or not serves(renamed):
                     raise
                 log.warning("%s is gone upstream; %s now resolves to %s", model.id, name, renamed.id)
                 model = renamed
@@ -162,7 +163,7 @@ class Dispatcher:
         except RateLimited:
             # Only raised before any content: _relay turns every failure into UpstreamError.
             fallback = self._fallback(model, searching)
-            if fallback is None:
+            if fallback is None or not serves(fallback):
                 raise
             log.warning("every account is out of quota for %s, answering with %s", model.id, fallback.id)
             outcome.fallback_from = model.id
@@ -280,7 +281,10 @@ class Dispatcher:
     def count_tokens(self, request: Request) -> int:
         """The upstream's count for the translated request, else an estimate (chars / 4)."""
         model = self.resolve_model(request)
-        body = count_tokens_body(request, model, self.signatures)
+        return self.count(model, count_tokens_body(request, model, self.signatures))
+
+    def count(self, model: ModelInfo, body: dict[str, Any]) -> int:
+        """The upstream's count of a countTokens ``request`` part on ``model``, else an estimate (chars / 4)."""
         try:
             account = self.pool.acquire(model.id)
             return self.client.count_tokens(account, body)

@@ -32,16 +32,17 @@ def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8")).digest()
 
 
-def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The key a client sent: ``x-api-key`` (Anthropic style) or ``Authorization: Bearer`` (both SDKs)."""
-    key = headers.get("x-api-key")
-    if key:
+def presented_key(headers: Mapping[str, str], query_key: str | None = None) -> str | None:
+    """The key a client sent: ``x-api-key`` (Anthropic style), ``x-goog-api-key`` (Google's SDKs), ``Authorization:
+    Bearer`` (both other SDKs), or ``query_key``: a ``?key=`` on the Gemini API, as older Google clients send it."""
+    key = headers.get("x-api-key") or headers.get("x-goog-api-key")
+    if key and key.strip():
         return key.strip()
     authorization = headers.get("Authorization", "")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return None
+    return query_key.strip() if query_key and query_key.strip() else None
 
 
 def key_matches(presented: str | None, keys: Iterable[str]) -> bool:
@@ -72,7 +73,7 @@ class KeyChecker:
     def enforcing(self) -> bool:
         return bool(self.api_keys or self.admin_key)
 
-    def check(self, path: str, headers: Mapping[str, str]) -> None:
+    def check(self, path: str, headers: Mapping[str, str], *, query_key: str | None = None) -> None:
         """Raise AuthenticationFailed (or PermissionDenied) unless the request may reach ``path``."""
         if self.local_only:
             host = headers.get("Host")
@@ -82,7 +83,7 @@ class KeyChecker:
                     "or [::1]; set GATEWAY_API_KEYS to serve other host names")
         if path in PUBLIC_PATHS:
             return
-        presented = presented_key(headers)
+        presented = presented_key(headers, query_key)
         if path in ADMIN_PATHS and self.admin_key:
             if key_matches(presented, [self.admin_key]):
                 return
@@ -92,7 +93,7 @@ class KeyChecker:
         if not self.api_keys:
             return
         if presented is None:
-            raise AuthenticationFailed("missing API key: send it as x-api-key or Authorization: Bearer")
+            raise AuthenticationFailed("missing API key: send it as x-api-key, x-goog-api-key or Authorization: Bearer")
         if not key_matches(presented, self.api_keys):
             raise AuthenticationFailed("invalid API key")
 

@@ -287,11 +287,16 @@ class _Signer:
     A signature is a random nonce plus an HMAC over (family, nonce, text).
     Claude signatures bind the exact thinking text, so a gateway that edits,
     trims or re-splits thinking on replay is caught. Gemini signatures only
-    prove they came from a Gemini answer. The leading letters mimic the real
-    encodings, which is how clients tell the families apart (docs/upstream.md, "Thought signatures").
+    prove they came from a Gemini answer. They are base64 of bytes, as Google's
+    are (``thoughtSignature`` is a proto ``bytes`` field, which the Google SDKs
+    decode), starting with a family's own bytes so that the leading letters
+    mimic the real encodings, which is how clients tell the families apart
+    (docs/upstream.md, "Thought signatures"). Like Google, verification takes
+    either base64 alphabet (the python SDK sends them back URL-safe).
     """
 
-    _PREFIX = {"claude": "R", "gemini": "C"}
+    # Three bytes, so the base64 of the whole stays unpadded; their first six bits give the first letter.
+    _PREFIX = {"claude": b"\x44\x0c\x01", "gemini": b"\x0a\x24\x01"}
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
@@ -303,14 +308,16 @@ class _Signer:
     def sign(self, family: str, text: str = "") -> str:
         nonce = secrets.token_bytes(16)
         encode = base64.urlsafe_b64encode if family == "claude" else base64.b64encode
-        return self._PREFIX[family] + encode(nonce + self._mac(family, nonce, text)).decode()
+        return encode(self._PREFIX[family] + nonce + self._mac(family, nonce, text)).decode()
 
     def verify(self, family: str, signature: Any, text: str = "") -> bool:
-        if not isinstance(signature, str) or not signature.startswith(self._PREFIX[family]):
+        if not isinstance(signature, str):
             return False
-        raw = _b64decode(signature[1:])
-        if raw is None or len(raw) != 48:
+        raw = _b64decode(signature)
+        prefix = self._PREFIX[family]
+        if raw is None or len(raw) != len(prefix) + 48 or not raw.startswith(prefix):
             return False
+        raw = raw[len(prefix):]
         return hmac.compare_digest(raw[16:], self._mac(family, raw[:16], text))
 
 

@@ -93,6 +93,65 @@ openai_body = st.fixed_dictionaries(
     },
 )
 
+gemini_part = st.one_of(
+    st.fixed_dictionaries({"text": maybe(st.text(max_size=20))}),
+    st.fixed_dictionaries({"text": maybe(st.text(max_size=10)), "thought": maybe(st.booleans())},
+                          optional={"thoughtSignature": maybe(st.text(max_size=60))}),
+    st.fixed_dictionaries({"functionCall": maybe(st.fixed_dictionaries(
+        {"name": maybe(st.just("get_weather")), "args": maybe(st.just({"city": "x"}))},
+        optional={"id": maybe(st.sampled_from(["c1", "get_weather__c1"]))}))},
+        optional={"thoughtSignature": maybe(st.sampled_from(["skip_thought_signature_validator", "abc"]))}),
+    st.fixed_dictionaries({"functionResponse": maybe(st.fixed_dictionaries(
+        {"name": maybe(st.just("get_weather")), "response": maybe(st.just({"result": "x"}))},
+        optional={"id": maybe(st.just("c1")), "parts": json_values}))}),
+    st.fixed_dictionaries({"inlineData": maybe(st.fixed_dictionaries({
+        "mimeType": st.sampled_from(["image/png", "text/plain"]), "data": st.sampled_from(["aGVsbG8=", "%%%", ""])}))}),
+    json_values,
+)
+gemini_content = st.fixed_dictionaries({"role": maybe(st.sampled_from(["user", "model", "function"])),
+                                        "parts": st.one_of(st.lists(gemini_part, max_size=3), json_values)})
+gemini_body = st.fixed_dictionaries(
+    {"contents": st.one_of(st.lists(gemini_content, max_size=4), json_values)},
+    optional={
+        "systemInstruction": maybe(st.fixed_dictionaries({"parts": maybe(st.lists(
+            st.fixed_dictionaries({"text": maybe(st.text(max_size=10))}), max_size=2))})),
+        "tools": maybe(st.lists(st.fixed_dictionaries({"functionDeclarations": maybe(st.lists(st.fixed_dictionaries(
+            {"name": maybe(st.sampled_from(["get_weather", "bad name!"]))},
+            optional={"parametersJsonSchema": maybe(st.just({"type": "object", "properties": {"city": {"type": "string"}}})),
+                      "parameters": maybe(st.just({"type": "OBJECT", "properties": {"city": {"type": "STRING"}}}))}),
+            max_size=2))}), max_size=2)),
+        "toolConfig": maybe(st.fixed_dictionaries({"functionCallingConfig": maybe(st.fixed_dictionaries(
+            {"mode": maybe(st.sampled_from(["AUTO", "ANY", "NONE", "VALIDATED", "X"]))},
+            optional={"allowedFunctionNames": maybe(st.lists(st.just("get_weather"), max_size=1))}))})),
+        "generationConfig": maybe(st.fixed_dictionaries({}, optional={
+            "maxOutputTokens": maybe(st.integers(-5, 200000)),
+            "temperature": maybe(st.floats(-1, 3)),
+            "candidateCount": maybe(st.integers(0, 3)),
+            "responseMimeType": maybe(st.sampled_from(["application/json", "text/plain"])),
+            "responseSchema": maybe(st.just({"type": "OBJECT", "properties": {"a": {"type": "STRING"}}})),
+            "stopSequences": maybe(st.lists(st.text(max_size=5), max_size=2)),
+            "thinkingConfig": maybe(st.fixed_dictionaries({}, optional={
+                "includeThoughts": maybe(st.booleans()), "thinkingLevel": maybe(st.sampled_from(["LOW", "minimal", "x"])),
+                "thinkingBudget": maybe(st.integers(-1, 100000))})),
+        })),
+        "safetySettings": maybe(st.lists(st.fixed_dictionaries({"category": st.just("HARM_CATEGORY_HARASSMENT"),
+                                                                "threshold": maybe(st.just("BLOCK_NONE"))}), max_size=1)),
+        "cachedContent": maybe(st.just("cachedContents/1")),
+    },
+)
+GEMINI_SERVED = {
+    "systemInstruction": {"parts": [{"text": "be brief"}]},
+    "tools": [{"functionDeclarations": [{"name": "get_weather", "parametersJsonSchema": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}]}],
+    "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+    "generationConfig": {"maxOutputTokens": 100, "thinkingConfig": {"includeThoughts": True}},
+    "contents": [{"role": "user", "parts": [{"text": "weather?"}]},
+                 {"role": "model", "parts": [{"functionCall": {"id": "c1", "name": "get_weather", "args": {"city": "Oslo"}},
+                                              "thoughtSignature": "skip_thought_signature_validator"}]},
+                 {"role": "user", "parts": [{"functionResponse": {"id": "c1", "name": "get_weather",
+                                                                  "response": {"result": "snow"}}}]}],
+}
+
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
@@ -111,6 +170,10 @@ def check_anthropic(body: dict) -> bool:
 
 def check_openai(body: dict) -> bool:
     return set(body.get("error") or ()) >= {"message", "type", "param", "code"}
+
+
+def check_gemini(body: dict) -> bool:
+    return set(body.get("error") or ()) >= {"code", "message", "status"}
 
 
 @dataclass(frozen=True)
@@ -142,6 +205,11 @@ FAMILIES = [
                                                            "function": {"name": "f", "arguments": '{"a": "x"}'}}]},
                      {"role": "tool", "tool_call_id": "call_1", "content": "done"}],
     }, check_openai, ("object", "chat.completion")),
+    # A Gemini model, through the passthrough lane; a Claude one, through the canonical model.
+    Family("gemini", "/v1beta/models/gemini-3-flash-agent:generateContent", gemini_body, GEMINI_SERVED, check_gemini,
+           ("modelVersion", "gemini-3-flash-agent")),
+    Family("gemini-claude", "/v1beta/models/claude-sonnet-4-6:streamGenerateContent?alt=sse", gemini_body, GEMINI_SERVED,
+           check_gemini, ("modelVersion", "claude-sonnet-4-6")),
 ]
 BY_PATH = {family.path: family for family in FAMILIES}
 

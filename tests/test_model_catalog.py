@@ -46,11 +46,25 @@ def catalog(fake: FakeCloudCode) -> Catalog:
         ("gemini-2.5-pro", "gemini-pro-agent", None),
         ("gemini-flash-latest", "gemini-3.8-flash-tiered", None),
         ("gemini-3.1-flash-lite-preview", "gemini-3.1-flash-lite", None),
+        # What gemini-cli sends (docs/client-apis.md, "Gemini API"): Google's public names and -latest aliases.
+        ("gemini-3.1-pro-preview-customtools", "gemini-pro-agent", None),
+        ("gemini-3-flash-preview", "gemini-3.8-flash-tiered", None),
+        ("gemini-3.5-flash-lite", "gemini-3.1-flash-lite", None),
+        ("gemini-pro-latest", "gemini-pro-agent", None),
+        ("gemini-flash-lite-latest", "gemini-3.1-flash-lite", None),
+        ("models/gemini-3.8-flash-low", "gemini-3.8-flash-tiered", "low"),
     ],
 )
 def test_names_resolve_against_the_listing(catalog: Catalog, name: str, expected: str, tier: str | None) -> None:
     model = catalog.resolve(name)
     assert (model.id, model.tier) == (expected, tier)
+
+
+@pytest.mark.parametrize("name", ["gemma-4-27b-it", "gemini-embedding-001", "models/text-embedding-004"])
+def test_what_the_upstream_does_not_serve_is_not_found(catalog: Catalog, name: str) -> None:
+    """Open models and embeddings have no Cloud Code counterpart: a clear 404, not the nearest chat model."""
+    with pytest.raises(NotFound):
+        catalog.resolve(name)
 
 
 def test_aliases_come_first_and_resolve_like_client_names(fake: FakeCloudCode) -> None:

@@ -145,6 +145,15 @@ def test_signatures_never_cross_families() -> None:
                      "thoughtSignature": SKIP_SIGNATURE}]
 
 
+def test_a_signature_in_either_base64_alphabet_is_one_signature() -> None:
+    """The google-genai SDK decodes signatures and sends them back URL-safe: still the signature the gateway saw."""
+    registry = SignatureRegistry()
+    standard = "CiQB+/8/" + "A" * 56 + "=="
+    registry.remember(standard, "claude")
+    assert registry.family_of("CiQB-_8_" + "A" * 56) == "claude"
+    assert registry.family_of("CiQB-_8_" + "B" * 56) is None
+
+
 def test_gemini_call_signature_from_registry_or_turn() -> None:
     registry = SignatureRegistry()
     registry.remember_tool_call("toolu_1", SIG_G, "gemini")

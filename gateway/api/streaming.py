@@ -382,10 +382,14 @@ def sse_response(
                     unsent.clear()
         except GatewayError as exc:
             log.warning("stream ended with an error: %s", exc.message)
-            yield b"".join(unsent) + render_error(exc)
+            if unsent:
+                yield b"".join(unsent)
+            yield render_error(exc)  # a write of its own: the js Gemini SDK sees an error only in a read of its own
         except Exception:  # noqa: BLE001 - the client gets an error event, the log gets the trace
             log.exception("stream failed")
-            yield b"".join(unsent) + render_error(UpstreamError("the gateway failed while relaying the answer"))
+            if unsent:
+                yield b"".join(unsent)
+            yield render_error(UpstreamError("the gateway failed while relaying the answer"))
         finally:
             unwatch()
             pump.stop()

@@ -26,8 +26,13 @@ MAX_THINKING_TURNS = 2048
 TTL = 2 * 3600.0
 
 
+# A signature is base64 of bytes: clients may send it back in the other alphabet (the google-genai SDK re-encodes
+# it URL-safe), and the upstream takes either. Both spellings are one signature here.
+_ONE_ALPHABET = str.maketrans("-_", "+/", "=")
+
+
 def _key(signature: str) -> str:
-    return hashlib.sha256(signature.encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(signature.translate(_ONE_ALPHABET).encode("utf-8")).hexdigest()[:32]
 
 
 class SignatureRegistry:
