@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import openai
 import pytest
+import redis
 
 from tests.fake_cloudcode import Reply
 from tests.test_gunicorn import free_port, start_gunicorn, upstream_env, wait_healthy
@@ -100,3 +101,36 @@ def test_sealed_reasoning_opens_after_a_restart(fake, accounts_file, tmp_path) -
     assert answers[1].output_text == "Snow."
     parts = fake.generate_requests()[-1].body["request"]["contents"][1]["parts"]
     assert parts[0].get("thought") is True and parts[0]["text"] == "Before the restart.", parts
+
+
+@pytest.mark.parametrize("mode", ["sealed reasoning", "previous_response_id"])
+def test_claude_thinking_loop_across_two_instances_on_one_redis(fake, accounts_file, redis_db, mode) -> None:  # noqa: ANN001
+    """Several instances: stored responses and the generated sealing key are in Redis, so the next turn may reach
+    the other instance (each has its own workers and local state directory)."""
+    from tests.test_scaleout import instances
+
+    env = {**upstream_env(fake, accounts_file), "GATEWAY_REDIS_URL": redis_db}
+    env.pop("GATEWAY_SECRET_KEY", None)
+    ask = dict(model=THINKING, tools=[WEATHER], reasoning={"effort": "low"})
+    if mode == "sealed reasoning":
+        ask.update(store=False, include=ENCRYPTED)
+    fake.enqueue(Reply(thinking="Across instances.", tool_calls=[("get_weather", {"city": "Oslo"})]),
+                 Reply(thinking="Done.", text="Snow."))
+    question = {"role": "user", "content": "Weather in Oslo?"}
+    with instances(env) as (first_url, second_url):
+        with client(first_url) as first_client:
+            first = first_client.responses.create(input=[question], **ask)
+        call = next(item for item in first.output if item.type == "function_call")
+        output = {"type": "function_call_output", "call_id": call.call_id, "output": "snow"}
+        with client(second_url) as second_client:
+            if mode == "sealed reasoning":
+                second = second_client.responses.create(input=[question, *history(first, output)], **ask)
+            else:
+                second = second_client.responses.create(input=[output], previous_response_id=first.id, **ask)
+                assert second_client.responses.retrieve(first.id).id == first.id
+    assert second.output_text == "Snow."
+    parts = fake.generate_requests()[-1].body["request"]["contents"][1]["parts"]
+    assert parts[0].get("thought") is True and parts[0]["text"] == "Across instances.", parts
+    shared = redis.Redis.from_url(redis_db)
+    assert shared.get("gateway:secret:sealing-key") and shared.ttl("gateway:secret:sealing-key") == -1
+    assert bool(shared.get(f"gateway:response:{first.id}")) is (mode == "previous_response_id")
