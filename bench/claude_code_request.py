@@ -1,6 +1,6 @@
 """A synthetic request shaped like what Claude Code 2.1.x sends to /v1/messages, at a chosen size.
 
-The shape copies a recorded Claude Code 2.1.332 request (docs/client-apis.md, "Claude Code"): ``system`` as three blocks
+The shape copies a recorded Claude Code 2.1.332 request (docs/clients.md, "Claude Code"): ``system`` as three blocks
 with ``cache_control`` (one large), a dozen tools whose JSON schemas use ``$schema``, ``additionalProperties``,
 ``enum``, ``maxLength``, ``exclusiveMinimum`` and one with ``defer_loading``; a first user turn of several text
 blocks; a ``system``-role message mid-conversation; tool loops with thinking, ``tool_use`` and ``tool_result``

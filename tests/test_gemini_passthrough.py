@@ -1,5 +1,5 @@
 """The passthrough lane on the wire: what a Gemini API client sends reaches the upstream as it was, and what the
-upstream answers reaches the client as it was, but for what must change (docs/client-apis.md, "Gemini API").
+upstream answers reaches the client as it was, but for what must change (docs/clients.md, "Gemini API").
 
 Raw HTTP here, so nothing in between (no SDK) re-encodes what is compared.
 """

@@ -46,7 +46,7 @@ def catalog(fake: FakeCloudCode) -> Catalog:
         ("gemini-2.5-pro", "gemini-pro-agent", None),
         ("gemini-flash-latest", "gemini-3.8-flash-tiered", None),
         ("gemini-3.1-flash-lite-preview", "gemini-3.1-flash-lite", None),
-        # What gemini-cli sends (docs/client-apis.md, "Gemini API"): Google's public names and -latest aliases.
+        # What gemini-cli sends (docs/clients.md, "Gemini API"): Google's public names and -latest aliases.
         ("gemini-3.1-pro-preview-customtools", "gemini-pro-agent", None),
         ("gemini-3-flash-preview", "gemini-3.8-flash-tiered", None),
         ("gemini-3.5-flash-lite", "gemini-3.1-flash-lite", None),

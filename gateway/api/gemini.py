@@ -2,7 +2,7 @@
 
 Google's clients (gemini-cli, the google-genai SDKs) call ``POST /{version}/models/{model}:{method}``. A Gemini
 model is served by the passthrough lane, with the client's body as Google's format has it; any other model through
-the canonical model, as the other families are (docs/client-apis.md, "Gemini API"). Under ``/v1`` only the
+the canonical model, as the other families are (docs/clients.md, "Gemini API"). Under ``/v1`` only the
 ``:method`` calls are this family's: ``GET /v1/models`` and ``/v1/models/{id}`` stay OpenAI's, and Google's model
 list is served under ``/v1beta`` only.
 """

@@ -4,7 +4,7 @@ This lane bypasses the canonical model on purpose. A client of Google's Gemini A
 own format (Cloud Code's ``request`` is a GenerateContentRequest), and the canonical model is narrower than it:
 a round trip would lose function responses' objects, code execution parts, safety settings, candidate counts,
 finish reasons and grounding metadata. So the body goes into the Cloud Code envelope with only what must change
-changed (docs/client-apis.md, "Gemini API"), and the upstream's chunks come back with only the envelope removed.
+changed (docs/clients.md, "Gemini API"), and the upstream's chunks come back with only the envelope removed.
 Thought signatures go both ways untouched, except those another family made, which Gemini would refuse.
 
 The dispatcher drives this lane like the canonical one (accounts, retries, failover, keep-alives); the chunks

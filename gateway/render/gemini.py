@@ -1,4 +1,4 @@
-"""Answers and errors in Google's Gemini API wire format (docs/client-apis.md, "Gemini API").
+"""Answers and errors in Google's Gemini API wire format (docs/clients.md, "Gemini API").
 
 A streamed answer is framed one of two ways: with ``alt=sse`` as ``data: <json>`` events (no ``event:`` lines, no
 comments, no ``[DONE]``: the python SDK reads any other line as part of a JSON error), otherwise as one JSON array

@@ -1,6 +1,6 @@
 """Canonical events and errors in the OpenAI Chat Completions wire format (JSON and SSE).
 
-docs/client-apis.md ("OpenAI responses", "OpenAI streams", "OpenAI errors") is the reference.
+docs/clients.md ("OpenAI responses", "OpenAI streams", "OpenAI errors") is the reference.
 The stream rules that matter most to real clients:
 ``role`` only in the first chunk and a tool call's ``id``/``name`` only in its first fragment (the SDK's
 stream helper concatenates repeated strings), one delta field per chunk, usage exactly once, and always
@@ -132,7 +132,7 @@ def completion_body(response: Response, model: str, created: int | None = None) 
     calls = [tool_call_body(block) for block in response.content if isinstance(block, ToolCallEvent)]
     message: dict[str, Any] = {
         "role": "assistant",
-        # null for a tool-calls-only turn; "" when there is nothing at all (docs/client-apis.md, "OpenAI responses").
+        # null for a tool-calls-only turn; "" when there is nothing at all (docs/clients.md, "OpenAI responses").
         "content": text or (None if calls or response.refusal else ""),
         "refusal": response.refusal,
         "annotations": _annotations(texts),
@@ -157,7 +157,7 @@ def completion_body(response: Response, model: str, created: int | None = None) 
 
 
 class StreamRenderer:
-    """``chat.completion.chunk`` events from canonical events, one choice (docs/client-apis.md, "OpenAI streams")."""
+    """``chat.completion.chunk`` events from canonical events, one choice (docs/clients.md, "OpenAI streams")."""
 
     def __init__(self, model: str, *, include_usage: bool = False) -> None:
         self.include_usage = include_usage

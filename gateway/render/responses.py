@@ -3,7 +3,7 @@
 One state machine (``ResponseBuilder``) serves both: a stream sends its events as SSE, a whole answer is the
 response object it ends with. Items are strictly sequential (an item's ``.done`` comes before the next item's
 ``.added``), ``sequence_number`` counts every event from 0, and every stream ends with ``response.completed``,
-``response.incomplete`` or, after ``error``, ``response.failed``. docs/client-apis.md ("Responses API") holds
+``response.incomplete`` or, after ``error``, ``response.failed``. docs/clients.md ("Responses API") holds
 the sequence and what the openai SDK and Codex rely on.
 
 Reasoning items carry ``encrypted_content``: what the upstream needs to see again on the next turn, sealed by

@@ -3,7 +3,7 @@
 Top-level fields are validated by marshmallow; content blocks and tools stay plain dicts and are checked
 while they are converted, so new block types or extra keys that clients add (``cache_control``,
 ``defer_loading``, ``citations``) pass through instead of breaking requests. What Claude Code really sends
-is the yardstick (docs/client-apis.md, "Claude Code"): system-role messages mid-conversation, adaptive thinking, betas.
+is the yardstick (docs/clients.md, "Claude Code"): system-role messages mid-conversation, adaptive thinking, betas.
 """
 
 from __future__ import annotations

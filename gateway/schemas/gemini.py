@@ -8,7 +8,7 @@ a canonical Request like the other families' schemas.
 
 Google's clients spell fields both ways (the python SDK sends ``thinking_config`` inside ``generationConfig``), so
 every field is read under its camelCase and its snake_case name, as the upstream itself takes them. Error paths
-use proto field names (``contents[0].parts``), as Google's messages do. docs/client-apis.md, "Gemini API", is the
+use proto field names (``contents[0].parts``), as Google's messages do. docs/clients.md, "Gemini API", is the
 reference for every rule here.
 """
 

@@ -4,7 +4,7 @@ Top-level fields are validated by marshmallow; messages, content parts and tools
 checked while they are converted, so fields clients add (``name``, ``cache_control``, ``refusal``,
 ``reasoning_content``) pass through instead of breaking requests. Error paths use OpenAI's spelling
 (``messages[0].content``) because the ``param`` of an error is how OpenAI clients point at the problem.
-docs/client-apis.md, "OpenAI requests", is the reference for every rule here.
+docs/clients.md, "OpenAI requests", is the reference for every rule here.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ while they are converted, so fields clients add pass through. Items are first no
 string input becomes a user message, string contents become parts) because that form is also what the gateway
 stores and lists as a response's input items. ``conversation`` then loads items into canonical messages; what
 the gateway sealed into reasoning and compaction items is opened by callables the caller passes, so this
-module stays free of keys and state. docs/client-apis.md ("Responses API") describes the mapping.
+module stays free of keys and state. docs/clients.md ("Responses API") describes the mapping.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ DEFAULT_THINKING_BUDGET = 16000
 MIN_THINKING_BUDGET = 1024
 # maxOutputTokens for Claude when the client sets none (OpenAI clients often do not).
 DEFAULT_CLAUDE_MAX_TOKENS = 16384
-# The reasoning-effort scale shared by both client APIs (docs/client-apis.md, "Reasoning effort").
+# The reasoning-effort scale shared by both client APIs (docs/clients.md, "Reasoning effort").
 EFFORT_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768, "max": 64000}
 EFFORT_LEVELS = {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high",
                  "xhigh": "high", "max": "high"}

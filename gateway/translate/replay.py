@@ -1,6 +1,6 @@
 """What OpenAI clients do not carry back, kept by the gateway under the tool calls they do carry.
 
-Chat Completions clients send back no thinking and no signatures (docs/client-apis.md, "Thinking over OpenAI"),
+Chat Completions clients send back no thinking and no signatures (docs/clients.md, "Thinking over OpenAI"),
 and Responses API clients send reasoning back only when they asked for it sealed. So both OpenAI families give
 tool calls the gateway's own random ``call_`` ids and keep, under those ids in the signature registry, what a
 replay needs: a Gemini call's signature, and a Claude turn's signed thinking. The ids are unguessable, so one
