@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 import socket
 import subprocess
 import sys
@@ -42,11 +44,11 @@ def wait_healthy(url: str) -> bool:
     return False
 
 
-@pytest.fixture
-def gunicorn_url(fake, accounts_file):
+@contextmanager
+def gunicorn_instance(env: dict[str, str], workers: int = 2) -> Iterator[str]:
+    """One gateway instance as production runs it: a gunicorn master with its workers, on a free loopback port."""
     port = free_port()
-    process = start_gunicorn(upstream_env(fake, accounts_file), f"127.0.0.1:{port}", "-w", "2",
-                             stderr=subprocess.PIPE)
+    process = start_gunicorn(env, f"127.0.0.1:{port}", "-w", str(workers), stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
         if not wait_healthy(url):
@@ -55,6 +57,12 @@ def gunicorn_url(fake, accounts_file):
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+@pytest.fixture
+def gunicorn_url(fake, accounts_file):
+    with gunicorn_instance(upstream_env(fake, accounts_file)) as url:
+        yield url
 
 
 def test_gunicorn_gevent_serves_stream_and_json(gunicorn_url, fake) -> None:

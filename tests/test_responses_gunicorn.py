@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 
 import openai
@@ -11,7 +10,7 @@ import pytest
 import redis
 
 from tests.fake_cloudcode import Reply
-from tests.test_gunicorn import free_port, start_gunicorn, upstream_env, wait_healthy
+from tests.test_gunicorn import gunicorn_instance, upstream_env
 from tests.test_responses_api import ENCRYPTED, THINKING, WEATHER, history
 
 TURNS = 6
@@ -20,19 +19,11 @@ TURNS = 6
 @pytest.fixture
 def workers(fake, accounts_file) -> Iterator[str]:  # noqa: ANN001
     """Two workers; gunicorn.conf.py gives them one shared-state directory, as in production."""
-    port = free_port()
     env = upstream_env(fake, accounts_file)
     env.pop("GATEWAY_SHARED_STATE_DIR", None)
     env.pop("GATEWAY_SECRET_KEY", None)
-    process = start_gunicorn(env, f"127.0.0.1:{port}", "-w", "2", stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        if not wait_healthy(url):
-            pytest.fail("gunicorn did not start: " + process.stderr.read1(4000).decode())
+    with gunicorn_instance(env) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def forget_kept_thinking(path) -> None:  # noqa: ANN001
@@ -81,21 +72,14 @@ def test_sealed_reasoning_opens_after_a_restart(fake, accounts_file, tmp_path) -
     question = {"role": "user", "content": "Weather in Oslo?"}
     answers = []
     for run in range(2):
-        port = free_port()
-        process = start_gunicorn(env, f"127.0.0.1:{port}", "-w", "1")
-        url = f"http://127.0.0.1:{port}"
-        try:
-            assert wait_healthy(url)
-            with client(url) as gateway:  # closed before gunicorn stops, which waits for open connections
-                if run == 0:
-                    answers.append(gateway.responses.create(input=[question], **ask))
-                else:
-                    call = next(item for item in answers[0].output if item.type == "function_call")
-                    output = {"type": "function_call_output", "call_id": call.call_id, "output": "snow"}
-                    answers.append(gateway.responses.create(input=[question, *history(answers[0], output)], **ask))
-        finally:
-            process.terminate()
-            process.wait(timeout=15)
+        with gunicorn_instance(env, workers=1) as url, client(url) as gateway:
+            # the client closes before gunicorn stops, which waits for open connections
+            if run == 0:
+                answers.append(gateway.responses.create(input=[question], **ask))
+            else:
+                call = next(item for item in answers[0].output if item.type == "function_call")
+                output = {"type": "function_call_output", "call_id": call.call_id, "output": "snow"}
+                answers.append(gateway.responses.create(input=[question, *history(answers[0], output)], **ask))
         if run == 0:
             forget_kept_thinking(state / "state.sqlite3")
     assert answers[1].output_text == "Snow."

@@ -11,15 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 
 import openai
-import pytest
 import redis
 import requests
 
 from gateway.accounts.store import EnvSource, SharedSource, account_entries
 from gateway.state import MemoryStore
-from tests.conftest import REFRESH_TOKEN, ROOT, free_port, write_accounts
+from tests.conftest import REFRESH_TOKEN, ROOT, write_accounts
 from tests.fake_cloudcode import FakeCloudCode, Reply
-from tests.test_gunicorn import start_gunicorn, upstream_env, wait_healthy
+from tests.test_gunicorn import gunicorn_instance, upstream_env
 from tests.test_openai_api import WEATHER, replay
 
 BOB = "1//refresh-bob"
@@ -32,19 +31,7 @@ def two_accounts(fake: FakeCloudCode) -> list[dict]:
             {"email": "bob@example.com", "refreshToken": BOB, "projectId": "proj-bob"}]
 
 
-@contextmanager
-def instance(env: dict[str, str], workers: int = 2) -> Iterator[str]:
-    """One gateway instance: its own gunicorn master, workers and local state directory."""
-    port = free_port()
-    process = start_gunicorn(env, f"127.0.0.1:{port}", "-w", str(workers), stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        if not wait_healthy(url):
-            pytest.fail("gunicorn did not start: " + process.stderr.read1(4000).decode())
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
+instance = gunicorn_instance  # each with its own master, workers and local state directory
 
 
 @contextmanager
