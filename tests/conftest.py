@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import pytest
@@ -277,3 +279,92 @@ def saved_accounts(path: Path, ready, timeout: float = 5.0) -> dict:  # noqa: AN
         if ready(data) or time.monotonic() > deadline:
             return data
         time.sleep(0.02)
+
+
+# -- the real clients (Claude Code, Codex, gemini-cli) --------------------------------------------------------
+
+
+def cli_cache(name: str) -> Path:
+    """Where ``.ci/run`` installs a client's npm package; kept between CI runs when the machine is."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gateway-ci" / name
+
+
+def find_cli(env_var: str, name: str, binary: str) -> Path | None:
+    """``env_var`` if set, else the CI cache's ``node_modules/.bin/<binary>``; None unless it is an executable."""
+    import os
+
+    explicit = os.environ.get(env_var)
+    candidate = Path(explicit) if explicit else cli_cache(name) / "node_modules" / ".bin" / binary
+    return candidate if candidate.exists() and os.access(candidate, os.X_OK) else None
+
+
+def require_cli(env_var: str, name: str, binary: str, package: str) -> Path:
+    """The client's executable; a test without it skips, or fails in CI (``CI=true``), saying how to get it."""
+    import os
+
+    found = find_cli(env_var, name, binary)
+    if found is None:
+        reason = (f"{name} not found: set {env_var} or install it with "
+                  f"`npm install --prefix {cli_cache(name)} {package}` (.ci/run does)")
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found
+
+
+@dataclass
+class Seen:
+    """One request as it reached the gateway's WSGI app, and the status it was answered with."""
+
+    method: str
+    path: str
+    body: Any
+    status: int | None = None
+
+    @property
+    def stream(self) -> Any:
+        return self.body.get("stream") if isinstance(self.body, dict) else None
+
+
+class RequestLog:
+    """WSGI middleware that records every request body before the gateway reads it.
+
+    Reading the body here, rather than relying on the access log, records requests that fail validation too,
+    and records them before the response ends (the access line is written only when the response closes).
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.seen: list[Seen] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(raw)
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        seen = Seen(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), body)
+        self.seen.append(seen)
+
+        def recording_start_response(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            seen.status = int(status.split()[0])
+            return start_response(status, headers, *args)
+
+        return self.app(environ, recording_start_response)
+
+    def messages(self) -> list[Seen]:
+        return [s for s in self.seen if s.method == "POST" and s.path == "/v1/messages"]
+
+
+@pytest.fixture
+def seen(gateway: GatewayServer) -> RequestLog:
+    log = RequestLog(gateway.app.wsgi_app)
+    gateway.app.wsgi_app = log  # type: ignore[attr-defined]
+    return log
+
+

@@ -11,18 +11,16 @@ skip with the reason.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import GatewayServer
+from tests.conftest import GatewayServer, RequestLog, cli_cache, find_cli, require_cli
 from tests.fake_cloudcode import FakeCloudCode
 
 CLAUDE_CODE_VERSION = "2.1.332"
@@ -33,83 +31,13 @@ MARKER = "tool-output-42"
 MODELS = ["claude-opus-4-6-thinking", "gemini-3-flash-agent"]
 
 
-def cache_dir() -> Path:
-    """Where ``.ci/run`` installs Claude Code; kept between CI runs when the machine is."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gateway-ci" / "claude-code"
-
-
 def find_claude() -> Path | None:
-    """``CLAUDE_CODE_BIN`` if set, else the CI cache's ``node_modules/.bin/claude``."""
-    explicit = os.environ.get("CLAUDE_CODE_BIN")
-    candidate = Path(explicit) if explicit else cache_dir() / "node_modules" / ".bin" / "claude"
-    return candidate if candidate.exists() and os.access(candidate, os.X_OK) else None
+    return find_cli("CLAUDE_CODE_BIN", "claude-code", "claude")
 
 
 @pytest.fixture(scope="module")
 def claude_bin() -> Path:
-    binary = find_claude()
-    if binary is None:
-        reason = (f"Claude Code not found: set CLAUDE_CODE_BIN or install it with "
-                  f"`npm install --prefix {cache_dir()} @anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}` "
-                  f"(.ci/run does)")
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return binary
-
-
-@dataclass
-class Seen:
-    """One request as it reached the gateway's WSGI app, and the status it was answered with."""
-
-    method: str
-    path: str
-    body: Any
-    status: int | None = None
-
-    @property
-    def stream(self) -> Any:
-        return self.body.get("stream") if isinstance(self.body, dict) else None
-
-
-class RequestLog:
-    """WSGI middleware that records every request body before the gateway reads it.
-
-    Reading the body here, rather than relying on the access log, records requests that fail validation too,
-    and records them before the response ends (the access line is written only when the response closes).
-    """
-
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
-        self.app = app
-        self.seen: list[Seen] = []
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        raw = environ["wsgi.input"].read(length) if length else b""
-        environ["wsgi.input"] = io.BytesIO(raw)
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        seen = Seen(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), body)
-        self.seen.append(seen)
-
-        def recording_start_response(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
-            seen.status = int(status.split()[0])
-            return start_response(status, headers, *args)
-
-        return self.app(environ, recording_start_response)
-
-    def messages(self) -> list[Seen]:
-        return [s for s in self.seen if s.method == "POST" and s.path == "/v1/messages"]
-
-
-@pytest.fixture
-def seen(gateway: GatewayServer) -> RequestLog:
-    log = RequestLog(gateway.app.wsgi_app)
-    gateway.app.wsgi_app = log  # type: ignore[attr-defined]
-    return log
+    return require_cli("CLAUDE_CODE_BIN", "claude-code", "claude", f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}")
 
 
 @dataclass
@@ -238,5 +166,5 @@ def test_bin_lookup_prefers_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert find_claude() == fake_bin
     monkeypatch.delenv("CLAUDE_CODE_BIN")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert cache_dir() == tmp_path / "cache" / "gateway-ci" / "claude-code"
+    assert cli_cache("claude-code") == tmp_path / "cache" / "gateway-ci" / "claude-code"
     assert find_claude() is None

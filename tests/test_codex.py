@@ -17,16 +17,15 @@ with the reason.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import GatewayServer
+from tests.conftest import GatewayServer, RequestLog, cli_cache, find_cli, require_cli
 from tests.fake_cloudcode import FakeCloudCode
-from tests.test_claude_code import RequestLog, Run
+from tests.test_claude_code import Run
 
 CODEX_VERSION = "0.169.0"
 RUN_TIMEOUT = 180
@@ -59,36 +58,13 @@ CATALOG_ENTRY: dict[str, Any] = {
 }
 
 
-def cache_dir() -> Path:
-    """Where ``.ci/run`` installs Codex; kept between CI runs when the machine is."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gateway-ci" / "codex"
-
-
 def find_codex() -> Path | None:
-    """``CODEX_BIN`` if set, else the CI cache's ``node_modules/.bin/codex``."""
-    explicit = os.environ.get("CODEX_BIN")
-    candidate = Path(explicit) if explicit else cache_dir() / "node_modules" / ".bin" / "codex"
-    return candidate if candidate.exists() and os.access(candidate, os.X_OK) else None
+    return find_cli("CODEX_BIN", "codex", "codex")
 
 
 @pytest.fixture(scope="module")
 def codex_bin() -> Path:
-    binary = find_codex()
-    if binary is None:
-        reason = (f"Codex not found: set CODEX_BIN or install it with "
-                  f"`npm install --prefix {cache_dir()} @openai/codex@{CODEX_VERSION}` (.ci/run does)")
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return binary
-
-
-@pytest.fixture
-def seen(gateway: GatewayServer) -> RequestLog:
-    log = RequestLog(gateway.app.wsgi_app)
-    gateway.app.wsgi_app = log  # type: ignore[attr-defined]
-    return log
+    return require_cli("CODEX_BIN", "codex", "codex", f"@openai/codex@{CODEX_VERSION}")
 
 
 def codex_home(path: Path, gateway_url: str, model: str) -> Path:
@@ -234,5 +210,5 @@ def test_bin_lookup_prefers_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert find_codex() == fake_bin
     monkeypatch.delenv("CODEX_BIN")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert cache_dir() == tmp_path / "cache" / "gateway-ci" / "codex"
+    assert cli_cache("codex") == tmp_path / "cache" / "gateway-ci" / "codex"
     assert find_codex() is None

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GatewayServer
+from tests.conftest import GatewayServer, RequestLog, cli_cache, find_cli, require_cli
 from tests.fake_cloudcode import FakeCloudCode
-from tests.test_claude_code import RequestLog, Run
+from tests.test_claude_code import Run
 
 GEMINI_CLI_VERSION = "0.61.0"
 RUN_TIMEOUT = 180
@@ -40,36 +40,13 @@ SETTINGS = {
 }
 
 
-def cache_dir() -> Path:
-    """Where ``.ci/run`` installs gemini-cli; kept between CI runs when the machine is."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gateway-ci" / "gemini-cli"
-
-
 def find_gemini() -> Path | None:
-    """``GEMINI_CLI_BIN`` if set, else the CI cache's ``node_modules/.bin/gemini``."""
-    explicit = os.environ.get("GEMINI_CLI_BIN")
-    candidate = Path(explicit) if explicit else cache_dir() / "node_modules" / ".bin" / "gemini"
-    return candidate if candidate.exists() and os.access(candidate, os.X_OK) else None
+    return find_cli("GEMINI_CLI_BIN", "gemini-cli", "gemini")
 
 
 @pytest.fixture(scope="module")
 def gemini_bin() -> Path:
-    binary = find_gemini()
-    if binary is None:
-        reason = (f"gemini-cli not found: set GEMINI_CLI_BIN or install it with "
-                  f"`npm install --prefix {cache_dir()} @google/gemini-cli@{GEMINI_CLI_VERSION}` (.ci/run does)")
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return binary
-
-
-@pytest.fixture
-def seen(gateway: GatewayServer) -> RequestLog:
-    log = RequestLog(gateway.app.wsgi_app)
-    gateway.app.wsgi_app = log  # type: ignore[attr-defined]
-    return log
+    return require_cli("GEMINI_CLI_BIN", "gemini-cli", "gemini", f"@google/gemini-cli@{GEMINI_CLI_VERSION}")
 
 
 def run_gemini(binary: Path, gateway_url: str, model: str, prompt: str, tmp_path: Path, *,
@@ -165,5 +142,5 @@ def test_bin_lookup_prefers_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert find_gemini() == fake_bin
     monkeypatch.delenv("GEMINI_CLI_BIN")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert cache_dir() == tmp_path / "cache" / "gateway-ci" / "gemini-cli"
+    assert cli_cache("gemini-cli") == tmp_path / "cache" / "gateway-ci" / "gemini-cli"
     assert find_gemini() is None
