@@ -138,7 +138,7 @@ def test_old_names_answer_with_the_model_that_served(gateway, fake: FakeCloudCod
 
 
 def test_a_rename_mid_run_is_followed_without_a_restart(gateway, fake: FakeCloudCode, client) -> None:
-    gateway.gateway.listing_retry = 0.0
+    gateway.gateway.listing.retry = 0.0
     ask = {"max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
     assert client.messages.create(model="claude-sonnet-4-6", **ask).model == "claude-sonnet-4-6"
     # Google retires 4.6 for 4.7 while the gateway runs.
@@ -154,7 +154,7 @@ def test_a_rename_mid_run_is_followed_without_a_restart(gateway, fake: FakeCloud
 
 
 def test_a_model_that_is_really_gone_is_a_404_in_the_callers_format(gateway, fake: FakeCloudCode, client) -> None:
-    gateway.gateway.listing_retry = 0.0
+    gateway.gateway.listing.retry = 0.0
     client.messages.create(model="gemini-3.1-flash-lite", max_tokens=20, messages=[{"role": "user", "content": "x"}])
     del fake.models["gemini-3.1-flash-lite"]
     with pytest.raises(anthropic.NotFoundError, match="gemini-3.1-flash-lite"):

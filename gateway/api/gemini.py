@@ -44,7 +44,7 @@ def owns(path: str) -> bool:
 @bp.get("/v1beta/models")
 def list_models() -> Response:
     gateway = current_gateway()
-    gateway.refresh_model_listing()
+    gateway.listing.refresh()
     return jsonify({"models": [render.model_body(model) for model in gateway.catalog.models()]})
 
 

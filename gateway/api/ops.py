@@ -40,7 +40,7 @@ def health() -> Response:
 @bp.get("/v1/models")
 def list_models() -> Response:
     gateway = current_gateway()
-    gateway.refresh_model_listing()
+    gateway.listing.refresh()
     data = [
         {
             "id": model.id,

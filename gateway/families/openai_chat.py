@@ -86,7 +86,7 @@ def chat_completions() -> Response:
 def retrieve_model(model_id: str) -> Response:
     """One model of GET /v1/models (``client.models.retrieve``); aliases answer with their target."""
     gateway = current_gateway()
-    gateway.refresh_model_listing()
+    gateway.listing.refresh()
     model = gateway.catalog.resolve(model_id)
     return jsonify(
         {"id": model.id, "object": "model", "created": STARTED, "owned_by": model.owned_by,
