@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ PNG = base64.b64encode(
         "1f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4f20000000049454e44ae426082"
     )
 ).decode()
+RAW_PNG = base64.b64decode(PNG)
 
 
 @dataclass
@@ -123,31 +125,53 @@ def client(gateway: GatewayServer) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=gateway.url, api_key="any-key", max_retries=0, timeout=30)
 
 
+class ImageServer:
+    """A loopback server answering PNG bytes on any path, ``/redirect?to=URL`` with a 302; it records each Host."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.hosts: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                owner.hosts.append(self.headers.get("Host", ""))
+                if self.path.startswith("/redirect?to="):
+                    self.send_response(302)
+                    self.send_header("Location", self.path.split("=", 1)[1])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(RAW_PNG)))
+                self.end_headers()
+                self.wfile.write(RAW_PNG)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_port
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture
 def image_server() -> Iterator[str]:
     """The base URL of a local server answering PNG bytes (for image URLs the gateway must fetch)."""
-    raw = base64.b64decode(PNG)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    server = ImageServer()
+    yield f"http://127.0.0.1:{server.port}"
+    server.stop()
 
 
 # -- Redis ----------------------------------------------------------------------------------------------------
 
-# The project's machines (CI's included) run Redis here; tests use database 15 of it and empty it first.
+# The project's machines (CI's included) run Redis here; each test run takes a database no other run holds.
 DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/15"
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GatewayServer, RequestLog, cli_cache, find_cli, require_cli
+from tests.conftest import GatewayServer, RequestLog, require_cli
 from tests.fake_cloudcode import FakeCloudCode
 
 CLAUDE_CODE_VERSION = "2.1.332"
@@ -29,10 +29,6 @@ RUN_TIMEOUT = 180
 BASH_ARGS = {"command": "printf 'tool-%s' output-42", "description": "Print a marker"}
 MARKER = "tool-output-42"
 MODELS = ["claude-opus-4-6-thinking", "gemini-3-flash-agent"]
-
-
-def find_claude() -> Path | None:
-    return find_cli("CLAUDE_CODE_BIN", "claude-code", "claude")
 
 
 @pytest.fixture(scope="module")
@@ -154,17 +150,3 @@ def test_web_search(claude_bin: Path, gateway: GatewayServer, fake: FakeCloudCod
     responses = function_responses(fake)
     assert [r["name"] for r in responses] == ["WebSearch"]
     assert "https://news.example.org/gateway-grounding" in json.dumps(responses[0]["response"])
-
-
-def test_bin_lookup_prefers_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """``CLAUDE_CODE_BIN`` wins over the cache, and a path that is not an executable counts as missing."""
-    fake_bin = tmp_path / "claude"
-    fake_bin.write_text("#!/bin/sh\n")
-    monkeypatch.setenv("CLAUDE_CODE_BIN", str(fake_bin))
-    assert find_claude() is None
-    fake_bin.chmod(0o755)
-    assert find_claude() == fake_bin
-    monkeypatch.delenv("CLAUDE_CODE_BIN")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert cli_cache("claude-code") == tmp_path / "cache" / "gateway-ci" / "claude-code"
-    assert find_claude() is None

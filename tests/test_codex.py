@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GatewayServer, RequestLog, cli_cache, find_cli, require_cli
+from tests.conftest import GatewayServer, RequestLog, require_cli
 from tests.fake_cloudcode import FakeCloudCode
 from tests.test_claude_code import Run
 
@@ -56,10 +56,6 @@ CATALOG_ENTRY: dict[str, Any] = {
     "base_instructions": "You are a coding agent running in the Codex CLI. Use the tools to inspect and change "
                          "the user's workspace, then say what you did.",
 }
-
-
-def find_codex() -> Path | None:
-    return find_cli("CODEX_BIN", "codex", "codex")
 
 
 @pytest.fixture(scope="module")
@@ -198,17 +194,3 @@ def test_apply_patch_round_trip_writes_the_file(codex_bin: Path, gateway: Gatewa
     assert (call["name"], call["input"]) == ("apply_patch", PATCH)
     assert any(item.get("type") == "custom_tool_call_output" for item in second["input"])
     assert_thinking_replayed(fake, model)
-
-
-def test_bin_lookup_prefers_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """``CODEX_BIN`` wins over the cache, and a path that is not an executable counts as missing."""
-    fake_bin = tmp_path / "codex"
-    fake_bin.write_text("#!/bin/sh\n")
-    monkeypatch.setenv("CODEX_BIN", str(fake_bin))
-    assert find_codex() is None
-    fake_bin.chmod(0o755)
-    assert find_codex() == fake_bin
-    monkeypatch.delenv("CODEX_BIN")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert cli_cache("codex") == tmp_path / "cache" / "gateway-ci" / "codex"
-    assert find_codex() is None

@@ -11,7 +11,6 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,47 +18,10 @@ import pytest
 from gateway import media
 from gateway.config import Settings
 from gateway.errors import InvalidRequest
-from tests.conftest import PNG
+from tests.conftest import RAW_PNG, ImageServer
 
-RAW_PNG = base64.b64decode(PNG)
 PUBLIC = Settings(allow_private_image_urls=False)
 PRIVATE_OK = Settings(allow_private_image_urls=True)
-
-
-class ImageServer:
-    """A loopback server answering PNG bytes on any path, ``/redirect?to=URL`` with a 302; it records each Host."""
-
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
-        self.hosts: list[str] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                owner.hosts.append(self.headers.get("Host", ""))
-                if self.path.startswith("/redirect?to="):
-                    self.send_response(302)
-                    self.send_header("Location", self.path.split("=", 1)[1])
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(len(RAW_PNG)))
-                self.end_headers()
-                self.wfile.write(RAW_PNG)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_port
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
